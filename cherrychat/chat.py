@@ -1,0 +1,162 @@
+"""The one chat room of the tutorial: nicknames, members, join, msg and leave.
+
+This is what the tutorial's ``ChatServer`` was, plus what it left out: a nickname belongs
+to the browser session that took it, and a member whose connections have all been gone for
+the presence timeout leaves, freeing the nickname.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from cherrychat.errors import NotYours, Taken
+from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
+
+CHAT_LOCATION = "/cherrychat"
+
+
+@dataclass(eq=False)
+class _Nickname:
+    """A held nickname: who holds it, whether it joined, and its connected keys."""
+
+    session: str
+    joined: bool = False
+    labels: set[str] = field(default_factory=set)
+    online_keys: set[str] = field(default_factory=set)
+    expiry: IDelayedCall | None = None
+
+
+class ChatRoom:
+    """The chat room at ``location``, publishing through ``hub``.
+
+    @param presence_timeout: seconds after a nickname's last connection went away
+        before its member leaves and the nickname is free again.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        location: str = CHAT_LOCATION,
+        presence_timeout: float = 10.0,
+    ):
+        self.hub = hub
+        self.clock = clock
+        self.location = location
+        self.presence_timeout = presence_timeout
+        self._nicknames: dict[str, _Nickname] = {}
+        hub.observe_presence(self._presence_changed)
+
+    # -- the tutorial's API ----------------------------------------------------------
+
+    def claim(self, user: str, session: str) -> None:
+        """Reserve ``user`` for ``session``, as a comet connection does before joining.
+
+        @raise NotYours: the nickname is held by another session.
+        """
+        self._hold(user, session, NotYours)
+
+    def join(self, user: str, session: str, label: str = "0") -> bool:
+        """Make ``user`` a member with orbit key ``user, label, location``.
+
+        Returns ``True`` when the nickname joined now and ``False`` when it was already a
+        member (joining again is harmless, so a page may rejoin after every reconnect).
+
+        @raise Taken: the nickname is held by another session.
+        """
+        holder = self._hold(user, session, Taken)
+        newly_joined = not holder.joined
+        if not newly_joined and label in holder.labels:
+            return False
+        holder.joined = True
+        holder.labels.add(label)
+        if not holder.online_keys:
+            self._start_expiry(user, holder)
+        if newly_joined:
+            self._publish(f"{escape(user)} joined")
+        return newly_joined
+
+    def msg(self, user: str, session: str, text: str) -> int:
+        """Send ``<b>user</b> text`` (both escaped) to every member; returns the event id.
+
+        @raise NotYours: ``user`` is not a member held by ``session``.
+        """
+        holder = self._nicknames.get(user)
+        if holder is None or not holder.joined:
+            raise NotYours(f"{user} has not joined")
+        if holder.session != session:
+            raise NotYours(f"{user} belongs to another session")
+        return self._publish(f"<b>{escape(user)}</b> {escape(text)}")
+
+    def members(self) -> list[str]:
+        """The nicknames that joined and have not left, sorted."""
+        return sorted(user for user, holder in self._nicknames.items() if holder.joined)
+
+    def holder_of(self, user: str) -> str | None:
+        """The session holding ``user``, or ``None`` when the nickname is free."""
+        holder = self._nicknames.get(user)
+        return holder.session if holder is not None else None
+
+    def member_keys(self) -> list[str]:
+        """The orbit keys of every member: where chat events go."""
+        return [
+            make_key(user, label, self.location)
+            for user, holder in self._nicknames.items()
+            if holder.joined
+            for label in holder.labels
+        ]
+
+    # -- internals -------------------------------------------------------------------
+
+    def _hold(self, user: str, session: str, refusal: type[NotYours] | type[Taken]) -> _Nickname:
+        holder = self._nicknames.get(user)
+        if holder is None:
+            holder = self._nicknames[user] = _Nickname(session)
+            self._start_expiry(user, holder)
+        elif holder.session != session:
+            raise refusal(f"nickname {user} is taken")
+        return holder
+
+    def _publish(self, payload: str) -> int:
+        events = self.hub.event(self.member_keys(), payload)
+        return events[0].id if events else self.hub.channel(self.location).last_id
+
+    def _presence_changed(self, key: str, online: bool) -> None:
+        try:
+            user, _, location = parse_key(key)
+        except InvalidKey:
+            return
+        holder = self._nicknames.get(user)
+        if location != self.location or holder is None:
+            return
+        if online:
+            holder.online_keys.add(key)
+            if holder.expiry is not None and holder.expiry.active():
+                holder.expiry.cancel()
+            holder.expiry = None
+        else:
+            holder.online_keys.discard(key)
+            if not holder.online_keys:
+                self._start_expiry(user, holder)
+
+    def _start_expiry(self, user: str, holder: _Nickname) -> None:
+        if holder.expiry is None or not holder.expiry.active():
+            holder.expiry = self.clock.callLater(self.presence_timeout, self._leave, user, holder)
+
+    def _leave(self, user: str, holder: _Nickname) -> None:
+        if self._nicknames.get(user) is not holder or holder.online_keys:
+            return
+        del self._nicknames[user]
+        for label in holder.labels:
+            self.hub.forget(make_key(user, label, self.location))
+        if holder.joined:
+            self._publish(f"{escape(user)} left")
+
+    def stop(self) -> None:
+        """Cancel pending leave timers, for a daemon that is shutting down."""
+        for holder in self._nicknames.values():
+            if holder.expiry is not None and holder.expiry.active():
+                holder.expiry.cancel()

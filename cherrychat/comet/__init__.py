@@ -1,0 +1,50 @@
+"""The comet transports: how events reach a browser over a held connection.
+
+Each transport is one module: ``iframe``, ``xhrstream`` and ``sse`` are framings over the
+shared streaming core in :mod:`cherrychat.comet.core`; ``longpoll`` answers one request at a
+time; ``websocket`` uses ``twisted.web.websocket``. :func:`connection_resource` picks one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.web.resource import IResource
+
+from cherrychat.comet import iframe, sse, xhrstream
+from cherrychat.comet.core import Comet, CometSettings, StreamResource
+from cherrychat.comet.framing import Framing
+from cherrychat.comet.longpoll import LongPollResource
+from cherrychat.comet.websocket import websocket_resource
+from cherrychat.errors import BadRequest
+
+__all__ = ["Comet", "CometSettings", "TRANSPORTS", "connection_resource"]
+
+ResourceMaker = Callable[[Comet, str, "int | None"], IResource]
+
+
+def _streaming(framing: Framing) -> ResourceMaker:
+    return lambda comet, key, last_event_id: StreamResource(comet, framing, key, last_event_id)
+
+
+_MAKERS: dict[str, ResourceMaker] = {
+    "websocket": websocket_resource,
+    "sse": _streaming(sse.FRAMING),
+    "xhrstream": _streaming(xhrstream.FRAMING),
+    "iframe": _streaming(iframe.FRAMING),
+    "longpoll": LongPollResource,
+}
+
+#: the transport names, best first
+TRANSPORTS: tuple[str, ...] = tuple(_MAKERS)
+
+
+def connection_resource(comet: Comet, transport: str | None, key: str, last_event_id: int | None) -> IResource:
+    """The resource that serves one comet connection over ``transport``.
+
+    @raise BadRequest: the transport is missing or unknown.
+    """
+    maker = _MAKERS.get(transport or "")
+    if maker is None:
+        raise BadRequest(f"unknown transport: {transport}; use one of {', '.join(TRANSPORTS)}")
+    return maker(comet, key, last_event_id)

@@ -1,0 +1,260 @@
+"""The shared core of the comet transports: connections, heartbeats and backpressure.
+
+:class:`Comet` holds what every transport needs (the hub, the clock, the settings) and
+keeps the set of open connections: it counts them against the connection cap, sends the
+heartbeat tick to all of them from one timer, and closes them at shutdown.
+
+:class:`HTTPStream` is one streaming response (iframe, xhrstream, sse): it writes the
+transport's prelude, the ``open`` message and the backlog, then each live event's frame. It
+is a push producer on its request, so when the client's socket does not keep up it stops
+writing and queues, up to a bound; past the bound the client is disconnected and resumes
+later with its last event id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from cherrychat.comet.framing import Framing
+from cherrychat.comet.messages import RECONNECT, open_message, reset_message
+from cherrychat.errors import Unavailable
+from cherrychat.hub import Event, Hub, Subscription
+
+log = Logger()
+
+
+@dataclass
+class CometSettings:
+    """Tunables of the comet transports."""
+
+    #: seconds of silence after which a stream gets a heartbeat and a long-poll returns
+    heartbeat: float = 25.0
+    #: bytes queued for one connection that cannot keep up before it is disconnected
+    max_queued_bytes: int = 1024 * 1024
+    #: bytes after which an iframe or xhrstream response is ended and reconnected
+    recycle_bytes: int = 1024 * 1024
+    #: open comet connections in all; more are refused with 503
+    max_connections: int = 20000
+
+
+def set_stream_headers(request: IRequest, content_type: bytes) -> None:
+    """Headers of every comet response: its type, and no caching or proxy buffering."""
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"cache-control", b"no-cache, no-store")
+    request.setHeader(b"x-accel-buffering", b"no")
+
+
+class Connection(Protocol):
+    """What :class:`Comet` asks of every open connection."""
+
+    transport_name: str
+
+    def tick(self) -> None:
+        """One heartbeat period passed: keep the connection alive, or drop it if dead."""
+
+    def close_for_restart(self) -> None:
+        """The daemon is stopping: tell the client to reconnect, then close."""
+
+
+class Comet:
+    """The comet side of the daemon: settings, the hub, and every open connection."""
+
+    def __init__(self, hub: Hub, clock: IReactorTime, settings: CometSettings | None = None):
+        self.hub = hub
+        self.clock = clock
+        self.settings = settings or CometSettings()
+        self.connections: set[Connection] = set()
+        self.counts: Counter[str] = Counter()
+        self.slow_clients_dropped = 0
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = clock
+
+    def admit(self) -> None:
+        """Refuse a new connection when the cap is reached.
+
+        @raise Unavailable: the daemon holds ``max_connections`` already.
+        """
+        if len(self.connections) >= self.settings.max_connections:
+            raise Unavailable("too many connections, try again later")
+
+    def add(self, connection: Connection) -> None:
+        """Count an open connection."""
+        self.connections.add(connection)
+        self.counts[connection.transport_name] += 1
+
+    def remove(self, connection: Connection) -> None:
+        """Forget a connection that closed; closing twice is harmless."""
+        if connection in self.connections:
+            self.connections.remove(connection)
+            self.counts[connection.transport_name] -= 1
+
+    def start(self) -> None:
+        """Start the heartbeat timer."""
+        if not self._ticker.running:
+            self._ticker.start(self.settings.heartbeat, now=False)
+
+    def stop(self) -> None:
+        """Stop the heartbeat timer and ask every client to reconnect elsewhere or later."""
+        if self._ticker.running:
+            self._ticker.stop()
+        for connection in list(self.connections):
+            connection.close_for_restart()
+
+    def tick(self) -> None:
+        """Give every connection its heartbeat tick."""
+        for connection in list(self.connections):
+            connection.tick()
+
+
+@implementer(IPushProducer)
+class HTTPStream:
+    """One streaming HTTP response for one orbit key; a hub listener and push producer."""
+
+    def __init__(self, comet: Comet, framing: Framing, request: IRequest, key: str):
+        self.comet = comet
+        self.framing = framing
+        self.transport_name = framing.name
+        self.request = request
+        self.key = key
+        self._paused = False
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._written = 0
+        self._active = False
+        self._stalled_ticks = 0
+        self._closed = False
+
+    def start(self, last_event_id: int | None) -> None:
+        """Send headers, prelude, ``open`` and the backlog, then stay subscribed."""
+        request = self.request
+        set_stream_headers(request, self.framing.content_type)
+        for name, value in self.framing.headers.items():
+            request.setHeader(name, value)
+        subscription = self.comet.hub.subscribe(self.key, self, last_event_id)
+        self.comet.add(self)
+        request.registerProducer(self, True)
+        request.notifyFinish().addBoth(self._finished)
+        self._send(self.framing.prelude + self._opening(subscription))
+
+    def _opening(self, subscription: Subscription) -> bytes:
+        frame = self.framing.frame
+        parts = [frame(open_message(subscription.cursor))]
+        if subscription.gap:
+            parts.append(frame(reset_message(subscription.cursor)))
+        parts.extend(self.framing.frame_event(event) for event in subscription.backlog)
+        return b"".join(parts)
+
+    # -- hub listener ----------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Write one live event's frame, encoded once for all streams of this transport."""
+        frame = event.frames.get(self.transport_name)
+        if frame is None:
+            frame = self.framing.frame_event(event)
+        self._send(frame)
+
+    def _send(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._paused:
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+            if self._queued_bytes > self.comet.settings.max_queued_bytes:
+                self.comet.slow_clients_dropped += 1
+                self.abort()
+            return
+        self.request.write(data)
+        self._written += len(data)
+        self._active = True
+        if self.framing.recycles and self._written >= self.comet.settings.recycle_bytes:
+            self.close_for_restart()
+
+    # -- push producer ---------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The client's socket is full: queue instead of writing."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """The client's socket drained: write what was queued."""
+        self._paused = False
+        self._stalled_ticks = 0
+        if self._queue:
+            data = b"".join(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._send(data)
+
+    def stopProducing(self) -> None:
+        """The connection is going away; :meth:`_finished` cleans up."""
+        self._closed = True
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Heartbeat an idle stream; drop one whose socket stayed full for two periods."""
+        if self._paused:
+            self._stalled_ticks += 1
+            if self._stalled_ticks >= 2:
+                self.abort()
+            return
+        if not self._active:
+            self._send(self.framing.heartbeat())
+        self._active = False
+
+    def close_for_restart(self) -> None:
+        """End the response with a ``reconnect`` message; the client comes back."""
+        if self._closed:
+            return
+        self._send(self.framing.frame(RECONNECT))
+        self._closed = True
+        self._detach()
+        self.request.unregisterProducer()
+        self.request.finish()
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding what is queued (a slow or dead client)."""
+        self._closed = True
+        self._queue.clear()
+        self._detach()
+        transport = self.request.channel.transport  # type: ignore[attr-defined]
+        if transport is not None:
+            transport.abortConnection()
+
+    def _finished(self, result: object) -> None:
+        # Fired with None when we finished the response, or a Failure when the client
+        # went away; either way the stream is over and nothing is to be logged.
+        self._closed = True
+        self._detach()
+
+    def _detach(self) -> None:
+        self.comet.hub.unsubscribe(self.key, self)
+        self.comet.remove(self)
+
+
+class StreamResource(Resource):
+    """Renders one streaming response with a given framing."""
+
+    isLeaf = True
+
+    def __init__(self, comet: Comet, framing: Framing, key: str, last_event_id: int | None):
+        super().__init__()
+        self.comet = comet
+        self.framing = framing
+        self.key = key
+        self.last_event_id = last_event_id
+
+    def render(self, request: IRequest) -> int:  # type: ignore[override]
+        """Start the stream; it ends when the client goes away or the daemon stops."""
+        HTTPStream(self.comet, self.framing, request, self.key).start(self.last_event_id)
+        return NOT_DONE_YET

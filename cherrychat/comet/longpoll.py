@@ -1,0 +1,101 @@
+"""The long-poll transport: each request answers a JSON array of messages.
+
+A poll without ``last_event_id`` answers at once with ``open`` (and what is queued for the
+key). A poll with it is held until an event after that id arrives or the heartbeat period
+passes, so that no proxy times it out; it then answers every retained event after the id.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from cherrychat.comet.core import Comet, set_stream_headers
+from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
+from cherrychat.hub import Event
+
+CONTENT_TYPE = b"application/json"
+
+
+class LongPoll:
+    """One held poll: a hub listener until it answers."""
+
+    transport_name = "longpoll"
+
+    def __init__(self, comet: Comet, request: IRequest, key: str):
+        self.comet = comet
+        self.request = request
+        self.key = key
+        self._pending: list[bytes] = []
+        self._timer: IDelayedCall | None = None
+        self._answered = False
+
+    def start(self, last_event_id: int | None) -> None:
+        """Answer at once when there is something to say, else hold the request."""
+        set_stream_headers(self.request, CONTENT_TYPE)
+        subscription = self.comet.hub.subscribe(self.key, self, last_event_id)
+        self.comet.add(self)
+        self.request.notifyFinish().addBoth(lambda _: self._detach())
+        if last_event_id is None:
+            self._pending.append(open_message(subscription.cursor))
+        if subscription.gap:
+            self._pending.append(reset_message(subscription.cursor))
+        self._pending.extend(event_message(event) for event in subscription.backlog)
+        if self._pending:
+            self._answer()
+        else:
+            self._timer = self.comet.clock.callLater(self.comet.settings.heartbeat, self._answer)
+
+    def deliver(self, event: Event) -> None:
+        """Collect the event; answer at the end of this reactor turn so a burst is one answer."""
+        self._pending.append(event_message(event))
+        if self._timer is None or self._timer.getTime() > self.comet.clock.seconds():
+            self._cancel_timer()
+            self._timer = self.comet.clock.callLater(0, self._answer)
+
+    def tick(self) -> None:
+        """Held polls need no heartbeat of their own: they answer at the heartbeat period."""
+
+    def close_for_restart(self) -> None:
+        """Answer with ``reconnect`` now."""
+        self._pending.append(RECONNECT)
+        self._answer()
+
+    def _answer(self) -> None:
+        if self._answered:
+            return
+        self._answered = True
+        self._cancel_timer()
+        self._detach()
+        self.request.write(b"[" + b",".join(self._pending) + b"]")
+        self.request.finish()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _detach(self) -> None:
+        self._cancel_timer()
+        self._answered = True
+        self.comet.hub.unsubscribe(self.key, self)
+        self.comet.remove(self)
+
+
+class LongPollResource(Resource):
+    """Renders one poll."""
+
+    isLeaf = True
+
+    def __init__(self, comet: Comet, key: str, last_event_id: int | None):
+        super().__init__()
+        self.comet = comet
+        self.key = key
+        self.last_event_id = last_event_id
+
+    def render(self, request: IRequest) -> int:  # type: ignore[override]
+        """Start the poll; it answers later."""
+        LongPoll(self.comet, request, self.key).start(self.last_event_id)
+        return NOT_DONE_YET

@@ -1,0 +1,45 @@
+"""The JSON messages every transport carries, encoded once per event.
+
+JSON text here is ASCII only, and ``<``, ``>`` and ``&`` are escaped, so that the same
+bytes are safe inside an HTML document, a ``<script>`` element, an SSE field or a
+WebSocket frame.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cherrychat.hub import Event
+
+_JSON_KEY = "json"
+_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def encode(message: dict[str, object]) -> bytes:
+    """Encode one message as HTML-safe ASCII JSON."""
+    return _encoder.encode(message).translate(_HTML_SAFE).encode("ascii")
+
+
+def event_message(event: Event) -> bytes:
+    """The ``event`` message of ``event``, encoded once and cached on the event."""
+    encoded = event.frames.get(_JSON_KEY)
+    if encoded is None:
+        encoded = event.frames[_JSON_KEY] = encode(
+            {"type": "event", "id": event.id, "time": event.time, "data": event.payload}
+        )
+    return encoded
+
+
+def open_message(cursor: int) -> bytes:
+    """First message of a connection: delivery continues after id ``cursor``."""
+    return encode({"type": "open", "id": cursor})
+
+
+def reset_message(head: int) -> bytes:
+    """Events were missed: reload the history, then continue after id ``head``."""
+    return encode({"type": "reset", "id": head})
+
+
+HEARTBEAT = encode({"type": "heartbeat"})
+RECONNECT = encode({"type": "reconnect"})

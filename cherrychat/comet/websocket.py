@@ -1,0 +1,188 @@
+"""The WebSocket transport, on ``twisted.web.websocket``: one text frame per message.
+
+The server pings every heartbeat period and drops a client that did not answer the
+previous ping. Events are framed once per event: a server's frames are not masked, so the
+same bytes go to every connection, written straight to the TCP transport.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.websocket import WebSocketResource, WebSocketTransport
+from zope.interface import implementer
+
+from cherrychat.comet.core import Comet
+from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
+from cherrychat.hub import Event
+
+NAME = "websocket"
+_GOING_AWAY = 1001
+
+
+def text_frame(message: bytes) -> bytes:
+    """An unmasked, unfragmented RFC 6455 text frame holding ``message``."""
+    length = len(message)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + message
+
+
+def frame_event(event: Event) -> bytes:
+    """The text frame of ``event``, built once per event and cached."""
+    frame = event.frames.get(NAME)
+    if frame is None:
+        frame = event.frames[NAME] = text_frame(event_message(event))
+    return frame
+
+
+@implementer(IPushProducer)
+class WebSocketStream:
+    """One WebSocket connection for one orbit key: a hub listener and push producer."""
+
+    transport_name = NAME
+
+    def __init__(self, comet: Comet, key: str, last_event_id: int | None):
+        self.comet = comet
+        self.key = key
+        self.last_event_id = last_event_id
+        self._ws: WebSocketTransport | None = None
+        self._paused = False
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._awaiting_pong = False
+        self._closed = False
+        self._subscribed = False
+
+    # -- twisted.web.websocket.WebSocketProtocol -------------------------------------
+
+    def negotiationStarted(self, transport: WebSocketTransport) -> None:
+        """Keep the transport; nothing is sent until the handshake completes."""
+        self._ws = transport
+
+    def negotiationFinished(self) -> None:
+        """Subscribe and send ``open``, a ``reset`` if events were missed, and the backlog."""
+        assert self._ws is not None
+        subscription = self.comet.hub.subscribe(self.key, self, self.last_event_id)
+        self._subscribed = True
+        self.comet.add(self)
+        self._ws.attachProducer(self)
+        parts = [text_frame(open_message(subscription.cursor))]
+        if subscription.gap:
+            parts.append(text_frame(reset_message(subscription.cursor)))
+        parts.extend(frame_event(event) for event in subscription.backlog)
+        self._send(b"".join(parts))
+
+    def pongReceived(self, payload: bytes) -> None:
+        """The client is alive."""
+        self._awaiting_pong = False
+
+    def textMessageReceived(self, message: str) -> None:
+        """Clients send nothing the server needs; text is ignored."""
+
+    def bytesMessageReceived(self, data: bytes | bytearray) -> None:
+        """Binary messages are ignored too."""
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Forget the connection."""
+        self._closed = True
+        self._detach()
+
+    # -- hub listener ----------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Write the event's frame, shared by every WebSocket connection."""
+        frame = event.frames.get(NAME)
+        self._send(frame if frame is not None else frame_event(event))
+
+    def _send(self, frame: bytes) -> None:
+        if self._closed or self._ws is None:
+            return
+        if self._paused:
+            self._queue.append(frame)
+            self._queued_bytes += len(frame)
+            if self._queued_bytes > self.comet.settings.max_queued_bytes:
+                self.comet.slow_clients_dropped += 1
+                self._abort()
+            return
+        # Server frames carry no mask and no per-connection state, so the bytes built
+        # once per event are written as they are.
+        self._ws.transport.write(frame)  # type: ignore[attr-defined]
+
+    # -- push producer ---------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The socket is full: queue."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """The socket drained: send what was queued."""
+        self._paused = False
+        if self._queue:
+            data = b"".join(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._send(data)
+
+    def stopProducing(self) -> None:
+        """The connection is going away."""
+        self._closed = True
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Ping; a client that did not answer the last ping is dead."""
+        if self._ws is None or self._closed:
+            return
+        if self._awaiting_pong:
+            self._abort()
+            return
+        self._awaiting_pong = True
+        self._ws.ping(b"cherrychat")
+
+    def close_for_restart(self) -> None:
+        """Send ``reconnect`` and close with 1001 (going away)."""
+        if self._closed or self._ws is None:
+            return
+        self._send(text_frame(RECONNECT))
+        self._closed = True
+        self._detach()
+        self._ws.loseConnection(_GOING_AWAY)
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._queue.clear()
+        self._detach()
+        if self._ws is not None:
+            self._ws.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _detach(self) -> None:
+        if self._subscribed:
+            self._subscribed = False
+            self.comet.hub.unsubscribe(self.key, self)
+            self.comet.remove(self)
+
+
+class _StreamFactory:
+    """Builds the one :class:`WebSocketStream` of an upgrade request."""
+
+    def __init__(self, stream: WebSocketStream):
+        self.stream = stream
+
+    def buildProtocol(self, request: IRequest) -> WebSocketStream:
+        """Hand out the stream prepared for this request."""
+        return self.stream
+
+
+def websocket_resource(comet: Comet, key: str, last_event_id: int | None) -> IResource:
+    """The upgrade resource for one WebSocket connection."""
+    return WebSocketResource(_StreamFactory(WebSocketStream(comet, key, last_event_id)))

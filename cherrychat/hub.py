@@ -1,0 +1,278 @@
+"""The hub: orbit keys, event ids, retention, and fan-out to listeners.
+
+The hub is the in-process replacement of Orbited plus pyorbited's ``orbited.event``: code
+calls :meth:`Hub.event` with a list of orbit keys (``"user, session, location"``) and a
+payload, and every listener attached to one of those keys gets the event. Each location
+numbers its events with increasing ids and keeps the recent ones, so that a listener that
+reconnects with the last id it saw receives exactly what it missed.
+
+The hub knows nothing of HTTP or of how events are framed on the wire; transports attach
+objects that provide :class:`Listener`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Protocol
+
+from twisted.internet.interfaces import IReactorTime
+
+KEY_SEPARATOR = ", "
+
+
+class InvalidKey(ValueError):
+    """An orbit key is not of the form ``"user, session, location"``."""
+
+
+def parse_key(key: str) -> tuple[str, str, str]:
+    """Split an orbit key into ``(user, session, location)``.
+
+    @raise InvalidKey: when the key does not have three non-empty parts or the
+        location does not start with ``/``.
+    """
+    parts = key.split(KEY_SEPARATOR)
+    if len(parts) != 3 or not all(parts) or not parts[2].startswith("/"):
+        raise InvalidKey(f"not an orbit key: {key!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def make_key(user: str, session: str, location: str) -> str:
+    """Build the orbit key ``"user, session, location"``."""
+    return KEY_SEPARATOR.join((user, session, location))
+
+
+@dataclass(eq=False, slots=True)
+class Event:
+    """One published event, as retained by its location and handed to listeners.
+
+    ``frames`` caches the event's encoding per transport, so that an event is framed
+    once per transport, however many connections receive it.
+    """
+
+    id: int
+    time: float
+    payload: str
+    location: str
+    recipients: frozenset[str]
+    frames: dict[str, bytes] = field(default_factory=dict)
+
+
+class Listener(Protocol):
+    """What a transport attaches to a key to receive its events."""
+
+    def deliver(self, event: Event) -> None:
+        """Receive one live event addressed to the listener's key."""
+
+
+@dataclass(slots=True)
+class Subscription:
+    """The result of attaching a listener to a key.
+
+    ``cursor`` is the id after which delivery continues; ``gap`` says that events after
+    the requested id were no longer retained (the client must reload its history); and
+    ``backlog`` holds the retained events after ``cursor`` that were addressed to the key,
+    oldest first. Live events go to the listener from the moment of subscribing.
+    """
+
+    key: str
+    cursor: int
+    gap: bool
+    backlog: list[Event]
+
+
+@dataclass(eq=False, slots=True)
+class _KeyState:
+    """What the hub knows of one orbit key: its listeners and how far it has read."""
+
+    location: str
+    cursor: int
+    listeners: list[Listener] = field(default_factory=list)
+    idle_since: float = 0.0
+
+
+class Channel:
+    """The events of one location: the id sequence and the retained recent events."""
+
+    def __init__(self, location: str, max_events: int, max_age: float, last_id: int = 0):
+        self.location = location
+        self.max_events = max_events
+        self.max_age = max_age
+        self.last_id = last_id
+        self.events: deque[Event] = deque()
+
+    def append(self, payload: str, recipients: frozenset[str], now: float) -> Event:
+        """Number a new event, retain it, and drop what is past the bounds."""
+        self.last_id += 1
+        event = Event(self.last_id, now, payload, self.location, recipients)
+        self.events.append(event)
+        self.expire(now)
+        return event
+
+    def restore(self, events: Iterable[Event], last_id: int) -> None:
+        """Retain events loaded from storage (oldest first) and continue after ``last_id``."""
+        self.events.extend(events)
+        self.last_id = max(self.last_id, last_id)
+        while len(self.events) > self.max_events:
+            self.events.popleft()
+
+    def expire(self, now: float) -> None:
+        """Drop events beyond the count bound or older than the age bound."""
+        events = self.events
+        while len(events) > self.max_events:
+            events.popleft()
+        horizon = now - self.max_age
+        while events and events[0].time < horizon:
+            events.popleft()
+
+    @property
+    def first_retained_id(self) -> int:
+        """The id of the oldest retained event, or the next id when none is retained."""
+        return self.events[0].id if self.events else self.last_id + 1
+
+    def after(self, event_id: int) -> Iterator[Event]:
+        """Iterate the retained events with an id greater than ``event_id``."""
+        skip = max(0, event_id + 1 - self.first_retained_id)
+        return itertools.islice(self.events, skip, None)
+
+
+PresenceObserver = Callable[[str, bool], None]
+EventObserver = Callable[[Event], None]
+
+
+class Hub:
+    """Routes events to the listeners of orbit keys.
+
+    @param clock: where the hub reads the time (the reactor, or a ``task.Clock`` in tests).
+    @param max_events: how many events each location retains for resuming.
+    @param max_age: how many seconds an event stays retained at most.
+    """
+
+    def __init__(self, clock: IReactorTime, max_events: int = 1000, max_age: float = 3600.0):
+        self.clock = clock
+        self.max_events = max_events
+        self.max_age = max_age
+        self._channels: dict[str, Channel] = {}
+        self._keys: dict[str, _KeyState] = {}
+        self._presence_observers: list[PresenceObserver] = []
+        self._event_observers: list[EventObserver] = []
+
+    # -- publishing ------------------------------------------------------------------
+
+    def event(self, keys: Iterable[str], payload: str) -> list[Event]:
+        """Publish ``payload`` to every orbit key in ``keys``: pyorbited's ``event``.
+
+        Keys may name several locations; each location numbers the event with its own
+        next id. Keys with no listener keep the event queued (retained) until a listener
+        attaches. Returns the created events, one per location.
+
+        @raise InvalidKey: when a key is malformed; nothing is published then.
+        """
+        by_location: dict[str, list[str]] = {}
+        for key in keys:
+            state = self._keys.get(key)
+            location = state.location if state is not None else parse_key(key)[2]
+            by_location.setdefault(location, []).append(key)
+        now = self.clock.seconds()
+        published = []
+        for location, location_keys in by_location.items():
+            event = self.channel(location).append(payload, frozenset(location_keys), now)
+            self._fan_out(event, now)
+            for observer in self._event_observers:
+                observer(event)
+            published.append(event)
+        return published
+
+    def _fan_out(self, event: Event, now: float) -> None:
+        states = self._keys
+        for key in event.recipients:
+            state = states.get(key)
+            if state is None:
+                # The event waits in this key's queue until a listener attaches.
+                states[key] = _KeyState(event.location, event.id - 1, idle_since=now)
+                continue
+            if state.listeners:
+                state.cursor = event.id
+                for listener in state.listeners:
+                    listener.deliver(event)
+
+    # -- listening -------------------------------------------------------------------
+
+    def subscribe(self, key: str, listener: Listener, last_event_id: int | None = None) -> Subscription:
+        """Attach ``listener`` to ``key`` and say what it missed.
+
+        With ``last_event_id``, delivery continues after that id; without it, after the
+        key's own cursor (so events queued for the key come first) or, for a key the hub
+        has not seen, after the newest event of its location.
+        """
+        location = parse_key(key)[2]
+        channel = self.channel(location)
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = _KeyState(location, channel.last_id)
+        start = state.cursor if last_event_id is None else last_event_id
+        # An id from before the retained events, or from a future this daemon never
+        # reached (its history was wiped), cannot be resumed exactly: say so.
+        gap = start < channel.first_retained_id - 1 or start > channel.last_id
+        if gap:
+            start = channel.last_id
+        backlog = [event for event in channel.after(start) if key in event.recipients]
+        if backlog:
+            state.cursor = max(state.cursor, backlog[-1].id)
+        state.listeners.append(listener)
+        if len(state.listeners) == 1:
+            self._tell_presence(key, True)
+        return Subscription(key, start, gap, backlog)
+
+    def unsubscribe(self, key: str, listener: Listener) -> None:
+        """Detach ``listener`` from ``key``; unknown listeners are ignored."""
+        state = self._keys.get(key)
+        if state is None or listener not in state.listeners:
+            return
+        state.listeners.remove(listener)
+        if not state.listeners:
+            state.idle_since = self.clock.seconds()
+            self._tell_presence(key, False)
+
+    def forget(self, key: str) -> None:
+        """Drop a key's queue, for a member who left; its listeners stay attached."""
+        state = self._keys.get(key)
+        if state is not None and not state.listeners:
+            del self._keys[key]
+
+    def listener_count(self, key: str) -> int:
+        """How many listeners ``key`` has now."""
+        state = self._keys.get(key)
+        return len(state.listeners) if state is not None else 0
+
+    # -- locations and upkeep --------------------------------------------------------
+
+    def channel(self, location: str) -> Channel:
+        """The channel of ``location``, created on first use."""
+        channel = self._channels.get(location)
+        if channel is None:
+            channel = self._channels[location] = Channel(location, self.max_events, self.max_age)
+        return channel
+
+    def sweep(self) -> None:
+        """Expire old events, and forget keys idle for longer than events are retained."""
+        now = self.clock.seconds()
+        for channel in self._channels.values():
+            channel.expire(now)
+        horizon = now - self.max_age
+        stale = [key for key, state in self._keys.items() if not state.listeners and state.idle_since < horizon]
+        for key in stale:
+            del self._keys[key]
+
+    def observe_presence(self, observer: PresenceObserver) -> None:
+        """Call ``observer(key, online)`` when a key gets its first or loses its last listener."""
+        self._presence_observers.append(observer)
+
+    def observe_events(self, observer: EventObserver) -> None:
+        """Call ``observer(event)`` for every published event (the history store uses it)."""
+        self._event_observers.append(observer)
+
+    def _tell_presence(self, key: str, online: bool) -> None:
+        for observer in self._presence_observers:
+            observer(key, online)

@@ -1,0 +1,171 @@
+"""``twistd cherrychat``: the command-line options and the service that wires the parts."""
+
+from __future__ import annotations
+
+import resource as rlimit
+from typing import Any, Sequence
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site
+
+from cherrychat.assets import static_directory
+from cherrychat.chat import ChatRoom
+from cherrychat.comet import Comet, CometSettings
+from cherrychat.hub import Hub
+from cherrychat.web import ChatWeb
+
+log = Logger()
+
+DEFAULT_LISTEN = "tcp:4700:interface=127.0.0.1"
+
+
+def _positive(kind: type) -> Any:
+    def check(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"must be positive: {text}")
+        return value
+
+    check.coerceDoc = "Must be positive."  # type: ignore[attr-defined]
+    return check
+
+
+class Options(usage.Options):
+    """The options of ``twistd cherrychat``."""
+
+    optParameters: list[Sequence[Any]] = [
+        ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", _positive(float)],
+        ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", _positive(float)],
+        ["retain-events", None, 1000, "Events each location keeps for clients that resume.", _positive(int)],
+        ["retain-seconds", None, 3600.0, "Seconds an event is kept for clients that resume.", _positive(float)],
+        ["max-connections", None, 20000, "Open comet connections in all; more get 503.", _positive(int)],
+        ["max-queued-bytes", None, 1048576, "Bytes queued for a client that cannot keep up before it is disconnected.", _positive(int)],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Listen on a Twisted endpoint description, e.g. tcp:4700:interface=127.0.0.1,
+        tcp6:port=4700:interface=\\:\\:, ssl:..., unix:... (repeatable; replaces the
+        default tcp:4700:interface=127.0.0.1)."""
+        self["listen"].append(description)
+
+    def postOptions(self) -> None:
+        """Fill in the default listener."""
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+
+
+class ListenerService(Service):
+    """Listens on one endpoint description and says where it serves."""
+
+    def __init__(self, reactor: Any, description: str, factory: Site):
+        self.reactor = reactor
+        self.description = description
+        self.factory = factory
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        """Bind early, before twistd would drop privileges."""
+        Service.privilegedStartService(self)
+        self._listening: Deferred = serverFromString(self.reactor, self.description).listen(self.factory)
+        self._listening.addCallbacks(self._listened, self._failed)
+
+    def startService(self) -> None:
+        """Binding started in :meth:`privilegedStartService`."""
+        if not hasattr(self, "_listening"):
+            self.privilegedStartService()
+        Service.startService(self)
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        address = port.getHost()
+        host = getattr(address, "host", None)
+        if host is not None:
+            shown = f"[{host}]" if ":" in host else host
+            scheme = "https" if self.description.startswith("ssl:") else "http"
+            log.info("CherryChat serving on {url}", url=f"{scheme}://{shown}:{address.port}/")
+        else:
+            log.info("CherryChat serving on {address}", address=address)
+        return port
+
+    def _failed(self, failure: Any) -> None:
+        # A daemon that cannot listen where it was told is of no use: say why and stop.
+        log.failure("cannot listen on {description}", failure, description=self.description)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self) -> Deferred:
+        """Stop accepting connections."""
+        Service.stopService(self)
+        return self._listening.addCallback(lambda port: port and port.stopListening())
+
+
+class CherryChatService(MultiService):
+    """The daemon: the hub, the chat room, the comet core and the web listeners.
+
+    Stopping it stops accepting, tells every streaming client to reconnect, and then
+    lets the listeners finish.
+    """
+
+    def __init__(self, config: Options, reactor: Any):
+        super().__init__()
+        self.reactor = reactor
+        self.hub = Hub(reactor, max_events=config["retain-events"], max_age=config["retain-seconds"])
+        self.chat = ChatRoom(self.hub, reactor, presence_timeout=config["presence-timeout"])
+        self.comet = Comet(
+            self.hub,
+            reactor,
+            CometSettings(
+                heartbeat=config["heartbeat"],
+                max_connections=config["max-connections"],
+                max_queued_bytes=config["max-queued-bytes"],
+            ),
+        )
+        self.web = ChatWeb(self.chat, self.comet, static_directory())
+        self.site = Site(self.web.resource())
+        self.site.displayTracebacks = False
+        self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
+        for listener in self.listeners:
+            listener.setServiceParent(self)
+        self._sweeper = LoopingCall(self.hub.sweep)
+        self._sweeper.clock = reactor
+
+    def startService(self) -> None:
+        """Raise the file limit, start the timers and listen."""
+        raise_file_limit()
+        super().startService()
+        self.comet.start()
+        self._sweeper.start(60, now=False)
+
+    def stopService(self) -> Deferred:
+        """Stop accepting, send streaming clients away, stop the timers."""
+        stopped = DeferredList([maybeDeferred(listener.stopService) for listener in self.listeners])
+        Service.stopService(self)
+        self.comet.stop()
+        self.chat.stop()
+        if self._sweeper.running:
+            self._sweeper.stop()
+        return stopped
+
+
+def raise_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one: each connection is a file."""
+    soft, hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    if soft < hard:
+        rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (hard, hard))
+        log.info("raised the open-file limit from {soft} to {hard}", soft=soft, hard=hard)
+
+
+def makeService(config: Options, reactor: Any = global_reactor) -> IService:
+    """Build the daemon's service from parsed options."""
+    return CherryChatService(config, reactor)

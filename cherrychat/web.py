@@ -1,0 +1,212 @@
+"""The Klein web resource: the tutorial's ``/join`` and ``/msg``, static files, the comet
+location, and the JSON views.
+
+Routes parse and check their input, then call the chat room; every refusal is a
+:class:`cherrychat.errors.Refused` that becomes a 4xx with a one-line plain-text reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.static import File
+from werkzeug.exceptions import HTTPException
+
+from cherrychat import validation
+from cherrychat.chat import ChatRoom
+from cherrychat.comet import Comet, connection_resource
+from cherrychat.errors import BadRequest, Refused
+from cherrychat.hub import make_key
+from cherrychat.sessions import session_of
+
+log = Logger()
+
+CHAT_PAGE = b"/static/chat.html"
+# The shipped page loads only its own scripts and styles and talks only to its origin.
+CONTENT_SECURITY_POLICY = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; "
+    b"form-action 'self'; frame-ancestors 'self'"
+)
+DEFAULT_HEADERS = {
+    b"server": b"CherryChat",
+    b"x-content-type-options": b"nosniff",
+    b"referrer-policy": b"same-origin",
+    b"content-security-policy": CONTENT_SECURITY_POLICY,
+}
+
+
+def argument(request: IRequest, name: str) -> str | None:
+    """The first value of query or form field ``name``, decoded as UTF-8.
+
+    @raise BadRequest: the value is not valid UTF-8.
+    """
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"invalid UTF-8 in parameter: {name}") from None
+
+
+def plain(request: IRequest, text: str, code: int = 200) -> bytes:
+    """A one-line plain-text answer."""
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return text.encode("utf-8") + b"\n"
+
+
+def as_json(request: IRequest, value: Any) -> bytes:
+    """A JSON answer that no cache keeps."""
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-cache, no-store")
+    return json.dumps(value, ensure_ascii=True).encode("ascii")
+
+
+class StaticFiles(File):
+    """The chat page's files, without directory listings."""
+
+    contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
+                    ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8"}
+
+    def directoryListing(self) -> Resource:
+        """Folders are not listed."""
+        return NoResource("not found")
+
+
+class ChatWeb:
+    """The Klein application of one daemon: routes over a chat room and the comet core."""
+
+    app = Klein()
+
+    def __init__(self, chat: ChatRoom, comet: Comet, static_directory: Path):
+        self.chat = chat
+        self.comet = comet
+        self.static = StaticFiles(str(static_directory))
+
+    def resource(self) -> IResource:
+        """The root resource to serve, with the daemon's headers on every response."""
+        return DefaultHeaders(self.app.resource())
+
+    # -- the page ------------------------------------------------------------------
+
+    @app.route("/", methods=["GET"])
+    def root(self, request: IRequest) -> bytes:
+        """Send browsers to the chat page."""
+        session_of(request)
+        request.redirect(CHAT_PAGE)
+        return b""
+
+    @app.route("/static/", branch=True, methods=["GET"])
+    def static_files(self, request: IRequest) -> IResource:
+        """``chat.html``, ``chat.css``, ``chat.js`` and ``orbited.js``."""
+        session_of(request)
+        return self.static
+
+    @app.route("/healthz", methods=["GET"])
+    def healthz(self, request: IRequest) -> bytes:
+        """``200 ok`` while the daemon serves."""
+        return plain(request, "ok")
+
+    # -- the tutorial's API --------------------------------------------------------
+
+    @app.route("/join", methods=["GET", "POST"])
+    def join(self, request: IRequest) -> bytes:
+        """Claim a nickname for the caller's session and join the room."""
+        session = session_of(request)
+        user = validation.nickname(argument(request, "user"))
+        label = validation.session_label(argument(request, "session"))
+        joined = self.chat.join(user, session, label)
+        return plain(request, "joined" if joined else "already joined")
+
+    @app.route("/msg", methods=["GET", "POST"])
+    def msg(self, request: IRequest) -> bytes:
+        """Send a message to every member, as the caller's own nickname only."""
+        session = session_of(request)
+        user = validation.nickname(argument(request, "user"))
+        validation.session_label(argument(request, "session"))
+        text = validation.message(argument(request, "msg"))
+        self.chat.msg(user, session, text)
+        return plain(request, "sent")
+
+    @app.route("/cherrychat", methods=["GET"])
+    def comet_connection(self, request: IRequest) -> IResource:
+        """The comet connection of orbit key ``user, session, /cherrychat``."""
+        self.comet.admit()
+        session = session_of(request)
+        user = validation.nickname(argument(request, "user"))
+        label = validation.session_label(argument(request, "session"))
+        transport = argument(request, "transport")
+        last_event_id = validation.event_id(argument(request, "last_event_id"))
+        if last_event_id is None and transport == "sse":
+            header = request.getHeader(b"last-event-id")
+            last_event_id = validation.event_id(header.decode("latin-1") if header else None)
+        if transport == "websocket" and (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
+            raise BadRequest("transport=websocket needs a WebSocket upgrade request")
+        key = make_key(user, label, self.chat.location)
+        resource = connection_resource(self.comet, transport, key, last_event_id)
+        self.chat.claim(user, session)
+        return resource
+
+    # -- JSON views ----------------------------------------------------------------
+
+    @app.route("/who", methods=["GET"])
+    def who(self, request: IRequest) -> bytes:
+        """The members online."""
+        return as_json(request, {"members": self.chat.members()})
+
+    @app.route("/history", methods=["GET"])
+    def history(self, request: IRequest) -> bytes:
+        """The room's recent events, oldest first."""
+        limit = validation.positive_int(argument(request, "limit"), "limit", 50, 1000)
+        events = list(self.comet.hub.channel(self.chat.location).events)[-limit:]
+        return as_json(
+            request,
+            {"events": [{"id": e.id, "time": e.time, "payload": e.payload} for e in events]},
+        )
+
+    # -- refusals ------------------------------------------------------------------
+
+    @app.handle_errors(Refused)
+    def refused(self, request: IRequest, failure: Failure) -> bytes:
+        """A 4xx (or 503) with its one-line reason."""
+        error: Refused = failure.value
+        for name, value in error.headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
+        return plain(request, error.reason, error.code)
+
+    @app.handle_errors(HTTPException)
+    def http_error(self, request: IRequest, failure: Failure) -> bytes:
+        """Klein's routing refusals (404, 405) as one plain line, too."""
+        error: HTTPException = failure.value
+        return plain(request, (error.name or "error").lower(), error.code or 400)
+
+    @app.handle_errors(Exception)
+    def crashed(self, request: IRequest, failure: Failure) -> bytes:
+        """A bug: logged in full here, a bare 500 for the client, never a traceback."""
+        log.failure("request {uri} failed", failure, uri=request.uri)
+        return plain(request, "internal error", 500)
+
+
+class DefaultHeaders(Resource):
+    """Sets the daemon's headers on every response, then lets ``wrapped`` render."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: IResource):
+        super().__init__()
+        self.wrapped = wrapped
+
+    def render(self, request: IRequest) -> Any:  # type: ignore[override]
+        """Set the defaults; a route may still replace any of them."""
+        for name, value in DEFAULT_HEADERS.items():
+            request.setHeader(name, value)
+        return self.wrapped.render(request)
