@@ -77,12 +77,12 @@ class ListenerService(Service):
     def privilegedStartService(self) -> None:
         """Bind early, before twistd would drop privileges."""
         Service.privilegedStartService(self)
-        self._listening: Deferred = serverFromString(self.reactor, self.description).listen(self.factory)
-        self._listening.addCallbacks(self._listened, self._failed)
+        self._bound: Deferred = serverFromString(self.reactor, self.description).listen(self.factory)
+        self._bound.addCallbacks(self._listened, self._failed)
 
     def startService(self) -> None:
         """Binding started in :meth:`privilegedStartService`."""
-        if not hasattr(self, "_listening"):
+        if not hasattr(self, "_bound"):
             self.privilegedStartService()
         Service.startService(self)
 
@@ -98,6 +98,17 @@ class ListenerService(Service):
             log.info("CherryChat serving on {address}", address=address)
         return port
 
+    def when_listening(self) -> Deferred:
+        """A Deferred that fires with the listening port once bound."""
+        waiter: Deferred = Deferred()
+
+        def tell(port: IListeningPort | None) -> IListeningPort | None:
+            waiter.callback(port)
+            return port
+
+        self._bound.addCallback(tell)
+        return waiter
+
     def _failed(self, failure: Any) -> None:
         # A daemon that cannot listen where it was told is of no use: say why and stop.
         log.failure("cannot listen on {description}", failure, description=self.description)
@@ -107,7 +118,7 @@ class ListenerService(Service):
     def stopService(self) -> Deferred:
         """Stop accepting connections."""
         Service.stopService(self)
-        return self._listening.addCallback(lambda port: port and port.stopListening())
+        return self.when_listening().addCallback(lambda port: port and port.stopListening())
 
 
 class CherryChatService(MultiService):

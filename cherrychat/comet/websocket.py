@@ -75,6 +75,11 @@ class WebSocketStream:
         subscription = self.comet.hub.subscribe(self.key, self, self.last_event_id)
         self._subscribed = True
         self.comet.add(self)
+        # After the upgrade the HTTP channel is still the socket's producer; it no longer
+        # reads or writes, so hand that role to this stream for backpressure.
+        socket = self._ws.transport  # type: ignore[attr-defined]
+        if getattr(socket, "producer", None) is not None:
+            socket.unregisterProducer()
         self._ws.attachProducer(self)
         parts = [text_frame(open_message(subscription.cursor))]
         if subscription.gap:

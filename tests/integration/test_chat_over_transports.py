@@ -1,0 +1,128 @@
+"""Two browsers chat over each transport, through the real daemon on loopback sockets."""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from clients import CLIENTS, Browser
+from daemon import start_daemon, stop_daemon
+
+
+class ChatTestCase(TestCase):
+    """A daemon per test, and browsers that are closed at the end."""
+
+    daemon_arguments: tuple[str, ...] = ()
+
+    @inlineCallbacks
+    def setUp(self):
+        self.service, self.base = yield start_daemon(*self.daemon_arguments)
+        self.browsers: list[Browser] = []
+        self.clients: list = []
+
+    @inlineCallbacks
+    def tearDown(self):
+        for client in self.clients:
+            client.disconnect()
+        yield stop_daemon(self.service)
+        for client in self.clients:
+            if client.status in (101, 200):
+                yield client.closed.addTimeout(5, reactor)
+        for browser in self.browsers:
+            yield browser.close()
+        # Let aborted connections finish closing before trial checks for a dirty reactor.
+        yield deferLater(reactor, 0.05, lambda: None)
+
+    @inlineCallbacks
+    def browser(self):
+        """A browser that loaded the chat page, and so holds its session cookie."""
+        browser = Browser(reactor, self.base)
+        self.browsers.append(browser)
+        status, _ = yield browser.get("/static/chat.html")
+        self.assertEqual(status, 200)
+        return browser
+
+    @inlineCallbacks
+    def until_listening(self, key: str, timeout: float = 5.0):
+        """Wait, in bounded steps, until the daemon holds a connection for ``key``."""
+        for _ in range(int(timeout / 0.01)):
+            if self.service.hub.listener_count(key):
+                return
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.fail(f"no connection for {key!r} after {timeout} s")
+
+    @inlineCallbacks
+    def connect(self, browser: Browser, user: str, transport: str, **kwargs):
+        """Open a comet connection the way the tutorial does: before joining."""
+        client = CLIENTS[transport](browser, user, transport)
+        self.clients.append(client)
+        status = yield client.connect(**kwargs)
+        return client, status
+
+
+def _transport_tests(transport: str) -> type:
+    class TwoBrowsersChat(ChatTestCase):
+        @inlineCallbacks
+        def test_one_sends_the_other_receives_exactly_once(self):
+            ann, ben = (yield self.browser()), (yield self.browser())
+            ann_stream, status = yield self.connect(ann, "ann", transport)
+            self.assertEqual(status, 101 if transport == "websocket" else 200)
+            ben_stream, _ = yield self.connect(ben, "ben", transport)
+            yield ann_stream.wait_opened()
+            yield ben_stream.wait_opened()
+            self.assertEqual((yield ann.get("/join", user="ann", session="0")), (200, "joined\n"))
+            self.assertEqual((yield ben.get("/join", user="ben", session="0")), (200, "joined\n"))
+            status = yield ann.get("/msg", ie_nocache=2, user="ann", msg="hello <ben> & all", session="0")
+            self.assertEqual(status, (200, "sent\n"))
+            yield ben_stream.wait_for_events(2)
+            yield ann_stream.wait_for_events(3)
+            # Give a duplicate the chance to arrive before asserting there is none.
+            yield deferLater(reactor, 0.2, lambda: None)
+            self.assertEqual(ben_stream.payloads, ["ben joined", "<b>ann</b> hello &lt;ben&gt; &amp; all"])
+            self.assertEqual(
+                ann_stream.payloads, ["ann joined", "ben joined", "<b>ann</b> hello &lt;ben&gt; &amp; all"]
+            )
+            ids = [event["id"] for event in ann_stream.events]
+            self.assertEqual(ids, sorted(set(ids)))
+
+        @inlineCallbacks
+        def test_another_session_cannot_read_a_joined_nickname(self):
+            ann, mallory = (yield self.browser()), (yield self.browser())
+            yield ann.get("/join", user="ann")
+            stream, status = yield self.connect(mallory, "ann", transport)
+            self.assertEqual(status, 403)
+            self.assertEqual(self.service.hub.listener_count("ann, 0, /cherrychat"), 0)
+
+        @inlineCallbacks
+        def test_resume_after_a_dropped_connection_loses_nothing(self):
+            ann, ben = (yield self.browser()), (yield self.browser())
+            yield ann.get("/join", user="ann")
+            first, _ = yield self.connect(ben, "ben", transport)
+            yield first.wait_opened()
+            yield ben.get("/join", user="ben")
+            yield first.wait_for_events(1)
+            last_seen = first.events[-1]["id"]
+            first.disconnect()
+            yield first.closed
+            for n in range(3):
+                yield ann.post("/msg", user="ann", msg=f"while away {n}")
+            second, _ = yield self.connect(ben, "ben", transport, last_event_id=last_seen)
+            yield self.until_listening("ben, 0, /cherrychat")
+            yield second.wait_for_events(3)
+            yield ann.post("/msg", user="ann", msg="after")
+            yield second.wait_for_events(4)
+            self.assertEqual(
+                second.payloads, [f"<b>ann</b> while away {n}" for n in range(3)] + ["<b>ann</b> after"]
+            )
+
+    TwoBrowsersChat.__name__ = TwoBrowsersChat.__qualname__ = f"{transport.title()}ChatTests"
+    return TwoBrowsersChat
+
+
+IframeChatTests = _transport_tests("iframe")
+XhrstreamChatTests = _transport_tests("xhrstream")
+LongpollChatTests = _transport_tests("longpoll")
+SseChatTests = _transport_tests("sse")
+WebsocketChatTests = _transport_tests("websocket")
