@@ -103,11 +103,12 @@ class Channel:
         self.events: deque[Event] = deque()
 
     def append(self, payload: str, recipients: frozenset[str], now: float) -> Event:
-        """Number a new event, retain it, and drop what is past the bounds."""
+        """Number a new event, retain it, and drop what is past the count bound."""
         self.last_id += 1
         event = Event(self.last_id, now, payload, self.location, recipients)
         self.events.append(event)
-        self.expire(now)
+        if len(self.events) > self.max_events:
+            self.events.popleft()
         return event
 
     def restore(self, events: Iterable[Event], last_id: int) -> None:
@@ -117,24 +118,26 @@ class Channel:
         while len(self.events) > self.max_events:
             self.events.popleft()
 
-    def expire(self, now: float) -> None:
-        """Drop events beyond the count bound or older than the age bound."""
-        events = self.events
-        while len(events) > self.max_events:
-            events.popleft()
-        horizon = now - self.max_age
-        while events and events[0].time < horizon:
-            events.popleft()
+    def first_resumable_id(self, now: float) -> int:
+        """The oldest id a client may still resume from: retained and not too old.
 
-    @property
-    def first_retained_id(self) -> int:
-        """The id of the oldest retained event, or the next id when none is retained."""
-        return self.events[0].id if self.events else self.last_id + 1
+        Events older than ``max_age`` stay in the history, but a client that missed them
+        is told to reload the history rather than be sent a long replay.
+        """
+        horizon = now - self.max_age
+        for event in self.events:
+            if event.time >= horizon:
+                return event.id
+        return self.last_id + 1
 
     def after(self, event_id: int) -> Iterator[Event]:
         """Iterate the retained events with an id greater than ``event_id``."""
-        skip = max(0, event_id + 1 - self.first_retained_id)
-        return itertools.islice(self.events, skip, None)
+        first = self.events[0].id if self.events else self.last_id + 1
+        return itertools.islice(self.events, max(0, event_id + 1 - first), None)
+
+    def recent(self, limit: int) -> list[Event]:
+        """The newest ``limit`` retained events, oldest first: the history."""
+        return list(itertools.islice(self.events, max(0, len(self.events) - limit), None))
 
 
 PresenceObserver = Callable[[str, bool], None]
@@ -145,8 +148,9 @@ class Hub:
     """Routes events to the listeners of orbit keys.
 
     @param clock: where the hub reads the time (the reactor, or a ``task.Clock`` in tests).
-    @param max_events: how many events each location retains for resuming.
-    @param max_age: how many seconds an event stays retained at most.
+    @param max_events: how many events each location retains (its history).
+    @param max_age: how many seconds after it was published a client may still resume
+        from an event; a client that is further behind is sent a reset.
     """
 
     def __init__(self, clock: IReactorTime, max_events: int = 1000, max_age: float = 3600.0):
@@ -214,7 +218,7 @@ class Hub:
         start = state.cursor if last_event_id is None else last_event_id
         # An id from before the retained events, or from a future this daemon never
         # reached (its history was wiped), cannot be resumed exactly: say so.
-        gap = start < channel.first_retained_id - 1 or start > channel.last_id
+        gap = start < channel.first_resumable_id(self.clock.seconds()) - 1 or start > channel.last_id
         if gap:
             start = channel.last_id
         backlog = [event for event in channel.after(start) if key in event.recipients]
@@ -256,10 +260,8 @@ class Hub:
         return channel
 
     def sweep(self) -> None:
-        """Expire old events, and forget keys idle for longer than events are retained."""
+        """Forget keys that have had no listener for longer than events stay resumable."""
         now = self.clock.seconds()
-        for channel in self._channels.values():
-            channel.expire(now)
         horizon = now - self.max_age
         stale = [key for key, state in self._keys.items() if not state.listeners and state.idle_since < horizon]
         for key in stale:

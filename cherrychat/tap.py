@@ -19,6 +19,7 @@ from cherrychat.assets import static_directory
 from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import Hub
+from cherrychat.store import HistoryStore
 from cherrychat.web import ChatWeb
 
 log = Logger()
@@ -41,10 +42,11 @@ class Options(usage.Options):
     """The options of ``twistd cherrychat``."""
 
     optParameters: list[Sequence[Any]] = [
+        ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
         ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", _positive(float)],
         ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", _positive(float)],
-        ["retain-events", None, 1000, "Events each location keeps for clients that resume.", _positive(int)],
-        ["retain-seconds", None, 3600.0, "Seconds an event is kept for clients that resume.", _positive(float)],
+        ["retain-events", None, 1000, "Events each location keeps: its history, and what clients resume from.", _positive(int)],
+        ["retain-seconds", None, 3600.0, "Age after which a client can no longer resume from an event (it gets a reset and reloads the history).", _positive(float)],
         ["max-connections", None, 20000, "Open comet connections in all; more get 503.", _positive(int)],
         ["max-queued-bytes", None, 1048576, "Bytes queued for a client that cannot keep up before it is disconnected.", _positive(int)],
     ]
@@ -132,6 +134,11 @@ class CherryChatService(MultiService):
         super().__init__()
         self.reactor = reactor
         self.hub = Hub(reactor, max_events=config["retain-events"], max_age=config["retain-seconds"])
+        self.store: HistoryStore | None = None
+        if config["database"] != ":memory:":
+            self.store = HistoryStore(config["database"], reactor, keep=max(config["retain-events"], 1000))
+            loaded = self.store.load_into(self.hub)
+            log.info("history: {count} events from {path}", count=loaded, path=config["database"])
         self.chat = ChatRoom(self.hub, reactor, presence_timeout=config["presence-timeout"])
         self.comet = Comet(
             self.hub,
@@ -154,6 +161,8 @@ class CherryChatService(MultiService):
     def startService(self) -> None:
         """Raise the file limit, start the timers and listen."""
         raise_file_limit()
+        if self.store is not None:
+            self.store.start(self.hub)
         super().startService()
         self.comet.start()
         self._sweeper.start(60, now=False)
@@ -166,6 +175,9 @@ class CherryChatService(MultiService):
         self.chat.stop()
         if self._sweeper.running:
             self._sweeper.stop()
+        if self.store is not None:
+            store = self.store
+            stopped.addBoth(lambda _: store.stop())
         return stopped
 
 

@@ -167,7 +167,7 @@ class ChatWeb:
     def history(self, request: IRequest) -> bytes:
         """The room's recent events, oldest first."""
         limit = validation.positive_int(argument(request, "limit"), "limit", 50, 1000)
-        events = list(self.comet.hub.channel(self.chat.location).events)[-limit:]
+        events = self.comet.hub.channel(self.chat.location).recent(limit)
         return as_json(
             request,
             {"events": [{"id": e.id, "time": e.time, "payload": e.payload} for e in events]},

@@ -17,7 +17,7 @@ def start_daemon(*arguments: str):
     Returns ``(service, base_url)``; the caller stops the service.
     """
     options = Options()
-    options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", *arguments])
+    options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--database", ":memory:", *arguments])
     service = CherryChatService(options, reactor)
     service.startService()
     port = yield service.listeners[0].when_listening()

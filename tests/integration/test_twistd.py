@@ -150,3 +150,34 @@ class TwistdTests(SynchronousTestCase):
         # After a clean shutdown twistd exits by re-raising the signal that stopped it.
         self.assertIn(self.daemon.stop(), (0, -signal.SIGTERM))
         self.assertIn(b"Main loop terminated", self.daemon.output)
+
+
+class RestartTests(TwistdTests):
+    """Stopped with SIGTERM and started again on the same database, nothing is lost."""
+
+    def test_history_and_ids_continue_and_a_reader_resumes_after_sigterm(self) -> None:
+        database = os.path.join(self.directory, "chat.sqlite3")
+        port = self.start("--database", database)
+        ann = Page(port)
+        self.assertEqual(ann.request("POST", "/join", "user=ann"), (200, "joined\n"))
+        for n in range(3):
+            self.assertEqual(ann.request("POST", "/msg", f"user=ann&msg=before+{n}")[0], 200)
+        status, body = ann.request("GET", "/history?limit=2")
+        before = json.loads(body)["events"]
+        self.assertEqual([e["payload"] for e in before], ["<b>ann</b> before 1", "<b>ann</b> before 2"])
+        last_seen = before[-1]["id"]
+        self.assertIn(self.daemon.stop(), (0, -signal.SIGTERM))
+
+        port = self.start("--database", database)
+        ann.port = port
+        status, body = ann.request("GET", "/history")
+        self.assertEqual([e["id"] for e in json.loads(body)["events"]], list(range(1, last_seen + 1)))
+        # The page rejoins after a restart (membership lives in memory), then resumes.
+        self.assertEqual(ann.request("POST", "/join", "user=ann")[0], 200)
+        self.assertEqual(ann.request("POST", "/msg", "user=ann&msg=after")[0], 200)
+        status, body = ann.request("GET", f"/cherrychat?user=ann&session=0&transport=longpoll&last_event_id={last_seen}")
+        messages = json.loads(body)
+        self.assertEqual(
+            [(m["id"], m["data"]) for m in messages],
+            [(last_seen + 1, "ann joined"), (last_seen + 2, "<b>ann</b> after")],
+        )
