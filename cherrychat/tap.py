@@ -9,7 +9,7 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python import usage
@@ -130,19 +130,23 @@ class CherryChatService(MultiService):
     lets the listeners finish.
     """
 
-    def __init__(self, config: Options, reactor: Any):
+    def __init__(self, config: Options, reactor: Any, clock: IReactorTime | None = None):
         super().__init__()
         self.reactor = reactor
-        self.hub = Hub(reactor, max_events=config["retain-events"], max_age=config["retain-seconds"])
+        # Timers (presence, heartbeats, retention) read ``clock``; tests pass a task.Clock
+        # to drive them while the sockets run on the real reactor.
+        clock = clock if clock is not None else reactor
+        self.clock = clock
+        self.hub = Hub(clock, max_events=config["retain-events"], max_age=config["retain-seconds"])
         self.store: HistoryStore | None = None
         if config["database"] != ":memory:":
-            self.store = HistoryStore(config["database"], reactor, keep=max(config["retain-events"], 1000))
+            self.store = HistoryStore(config["database"], clock, keep=max(config["retain-events"], 1000))
             loaded = self.store.load_into(self.hub)
             log.info("history: {count} events from {path}", count=loaded, path=config["database"])
-        self.chat = ChatRoom(self.hub, reactor, presence_timeout=config["presence-timeout"])
+        self.chat = ChatRoom(self.hub, clock, presence_timeout=config["presence-timeout"])
         self.comet = Comet(
             self.hub,
-            reactor,
+            clock,
             CometSettings(
                 heartbeat=config["heartbeat"],
                 max_connections=config["max-connections"],
@@ -156,7 +160,7 @@ class CherryChatService(MultiService):
         for listener in self.listeners:
             listener.setServiceParent(self)
         self._sweeper = LoopingCall(self.hub.sweep)
-        self._sweeper.clock = reactor
+        self._sweeper.clock = clock
 
     def startService(self) -> None:
         """Raise the file limit, start the timers and listen."""

@@ -177,7 +177,13 @@ class HTTPStream:
         self._written += len(data)
         self._active = True
         if self.framing.recycles and self._written >= self.comet.settings.recycle_bytes:
-            self.close_for_restart()
+            self._recycle()
+
+    def _recycle(self) -> None:
+        # The client's buffer (responseText, the iframe's DOM) grows with the stream; end
+        # it so the client reconnects, resuming from its last event id.
+        self.request.write(self.framing.frame(RECONNECT))
+        self._end()
 
     # -- push producer ---------------------------------------------------------------
 
@@ -216,7 +222,14 @@ class HTTPStream:
         """End the response with a ``reconnect`` message; the client comes back."""
         if self._closed:
             return
-        self._send(self.framing.frame(RECONNECT))
+        if self._paused:
+            # The client is not reading; what is queued would only be dropped later.
+            self.abort()
+            return
+        self.request.write(self.framing.frame(RECONNECT))
+        self._end()
+
+    def _end(self) -> None:
         self._closed = True
         self._detach()
         self.request.unregisterProducer()

@@ -49,11 +49,9 @@ class LongPoll:
             self._timer = self.comet.clock.callLater(self.comet.settings.heartbeat, self._answer)
 
     def deliver(self, event: Event) -> None:
-        """Collect the event; answer at the end of this reactor turn so a burst is one answer."""
+        """Answer with the event at once; the next poll collects any that follow it."""
         self._pending.append(event_message(event))
-        if self._timer is None or self._timer.getTime() > self.comet.clock.seconds():
-            self._cancel_timer()
-            self._timer = self.comet.clock.callLater(0, self._answer)
+        self._answer()
 
     def tick(self) -> None:
         """Held polls need no heartbeat of their own: they answer at the heartbeat period."""

@@ -11,14 +11,15 @@ from cherrychat.tap import CherryChatService, Options
 
 
 @inlineCallbacks
-def start_daemon(*arguments: str):
+def start_daemon(*arguments: str, clock: Any = None):
     """Start a :class:`CherryChatService` listening on ``127.0.0.1:0``.
 
-    Returns ``(service, base_url)``; the caller stops the service.
+    Returns ``(service, base_url)``; the caller stops the service. A ``clock`` (a
+    ``task.Clock``) drives the daemon's timers instead of the reactor.
     """
     options = Options()
     options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--database", ":memory:", *arguments])
-    service = CherryChatService(options, reactor)
+    service = CherryChatService(options, reactor, clock)
     service.startService()
     port = yield service.listeners[0].when_listening()
     return service, f"http://127.0.0.1:{port.getHost().port}"
