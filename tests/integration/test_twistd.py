@@ -97,8 +97,8 @@ class Page:
         return response.status, text
 
 
-class TwistdTests(SynchronousTestCase):
-    """The installed daemon, started the way users start it."""
+class DaemonTestCase(SynchronousTestCase):
+    """Starts the installed daemon the way users start it, in an empty directory."""
 
     def setUp(self) -> None:
         # An empty working directory: nothing of the source tree is importable from it.
@@ -110,6 +110,11 @@ class TwistdTests(SynchronousTestCase):
         self.addCleanup(daemon.stop)
         self.daemon = daemon
         return daemon.wait_for_port()
+
+
+
+class TwistdTests(DaemonTestCase):
+    """``twistd -n cherrychat`` from the installed package."""
 
     def test_help_lists_every_option(self) -> None:
         result = subprocess.run(
@@ -152,7 +157,7 @@ class TwistdTests(SynchronousTestCase):
         self.assertIn(b"Main loop terminated", self.daemon.output)
 
 
-class RestartTests(TwistdTests):
+class RestartTests(DaemonTestCase):
     """Stopped with SIGTERM and started again on the same database, nothing is lost."""
 
     def test_history_and_ids_continue_and_a_reader_resumes_after_sigterm(self) -> None:
@@ -181,3 +186,19 @@ class RestartTests(TwistdTests):
             [(m["id"], m["data"]) for m in messages],
             [(last_seen + 1, "ann joined"), (last_seen + 2, "<b>ann</b> after")],
         )
+
+    def test_sigterm_tells_streams_to_reconnect_and_exits_promptly(self) -> None:
+        port = self.start("--database", os.path.join(self.directory, "chat.sqlite3"))
+        ann = Page(port)
+        ann.request("GET", "/static/chat.html")
+        stream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        stream.request("GET", "/cherrychat?user=ann&session=0&transport=xhrstream", headers={"Cookie": ann.cookie})
+        response = stream.getresponse()
+        response.readline()  # the prelude
+        self.assertEqual(json.loads(response.readline())["type"], "open")
+        started = time.monotonic()
+        self.daemon.process.send_signal(signal.SIGTERM)
+        self.assertEqual(json.loads(response.readline()), {"type": "reconnect"})
+        self.assertIn(self.daemon.process.wait(10), (0, -signal.SIGTERM))
+        self.assertLess(time.monotonic() - started, 5)
+        stream.close()
