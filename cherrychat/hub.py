@@ -161,6 +161,8 @@ class Hub:
         self._keys: dict[str, _KeyState] = {}
         self._presence_observers: list[PresenceObserver] = []
         self._event_observers: list[EventObserver] = []
+        #: events published since start, all locations
+        self.published = 0
 
     # -- publishing ------------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class Hub:
         published = []
         for location, location_keys in by_location.items():
             event = self.channel(location).append(payload, frozenset(location_keys), now)
+            self.published += 1
             self._fan_out(event, now)
             for observer in self._event_observers:
                 observer(event)
@@ -258,6 +261,10 @@ class Hub:
         if channel is None:
             channel = self._channels[location] = Channel(location, self.max_events, self.max_age)
         return channel
+
+    def channels(self) -> dict[str, Channel]:
+        """Every location's channel, by location."""
+        return dict(self._channels)
 
     def sweep(self) -> None:
         """Forget keys that have had no listener for longer than events stay resumable."""

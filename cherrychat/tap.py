@@ -19,6 +19,7 @@ from cherrychat.assets import static_directory
 from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import Hub
+from cherrychat.metrics import metrics_resource
 from cherrychat.store import HistoryStore
 from cherrychat.web import ChatWeb
 
@@ -42,6 +43,7 @@ class Options(usage.Options):
     """The options of ``twistd cherrychat``."""
 
     optParameters: list[Sequence[Any]] = [
+        ["metrics-listen", None, None, "Serve /metrics (Prometheus) on this endpoint description, e.g. tcp:9700:interface=127.0.0.1; off by default."],
         ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
         ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", _positive(float)],
         ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", _positive(float)],
@@ -70,8 +72,9 @@ class Options(usage.Options):
 class ListenerService(Service):
     """Listens on one endpoint description and says where it serves."""
 
-    def __init__(self, reactor: Any, description: str, factory: Site):
+    def __init__(self, reactor: Any, description: str, factory: Site, announce: str = "CherryChat serving on"):
         self.reactor = reactor
+        self.announce = announce
         self.description = description
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -95,9 +98,9 @@ class ListenerService(Service):
         if host is not None:
             shown = f"[{host}]" if ":" in host else host
             scheme = "https" if self.description.startswith("ssl:") else "http"
-            log.info("CherryChat serving on {url}", url=f"{scheme}://{shown}:{address.port}/")
+            log.info("{announce} {url}", announce=self.announce, url=f"{scheme}://{shown}:{address.port}/")
         else:
-            log.info("CherryChat serving on {address}", address=address)
+            log.info("{announce} {address}", announce=self.announce, address=address)
         return port
 
     def when_listening(self) -> Deferred:
@@ -157,6 +160,9 @@ class CherryChatService(MultiService):
         self.site = Site(self.web.resource())
         self.site.displayTracebacks = False
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
+        if config["metrics-listen"]:
+            metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals))
+            self.listeners.append(ListenerService(reactor, config["metrics-listen"], metrics_site, "CherryChat metrics on"))
         for listener in self.listeners:
             listener.setServiceParent(self)
         self._sweeper = LoopingCall(self.hub.sweep)

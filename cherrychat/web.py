@@ -8,6 +8,7 @@ Routes parse and check their input, then call the chat room; every refusal is a
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,8 @@ class ChatWeb:
         self.chat = chat
         self.comet = comet
         self.static = StaticFiles(str(static_directory))
+        #: refused requests by status code, for /metrics
+        self.refusals: Counter[int] = Counter()
 
     def resource(self) -> IResource:
         """The root resource to serve, with the daemon's headers on every response."""
@@ -179,6 +182,7 @@ class ChatWeb:
     def refused(self, request: IRequest, failure: Failure) -> bytes:
         """A 4xx (or 503) with its one-line reason."""
         error: Refused = failure.value
+        self.refusals[error.code] += 1
         for name, value in error.headers.items():
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
         return plain(request, error.reason, error.code)

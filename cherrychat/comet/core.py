@@ -76,6 +76,9 @@ class Comet:
         self.connections: set[Connection] = set()
         self.counts: Counter[str] = Counter()
         self.slow_clients_dropped = 0
+        #: events handed to connections, and bytes written to streams, since start
+        self.delivered = 0
+        self.bytes_written = 0
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
 
@@ -161,6 +164,7 @@ class HTTPStream:
         frame = event.frames.get(self.transport_name)
         if frame is None:
             frame = self.framing.frame_event(event)
+        self.comet.delivered += 1
         self._send(frame)
 
     def _send(self, data: bytes) -> None:
@@ -175,6 +179,7 @@ class HTTPStream:
             return
         self.request.write(data)
         self._written += len(data)
+        self.comet.bytes_written += len(data)
         self._active = True
         if self.framing.recycles and self._written >= self.comet.settings.recycle_bytes:
             self._recycle()

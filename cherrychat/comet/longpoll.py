@@ -51,6 +51,7 @@ class LongPoll:
     def deliver(self, event: Event) -> None:
         """Answer with the event at once; the next poll collects any that follow it."""
         self._pending.append(event_message(event))
+        self.comet.delivered += 1
         self._answer()
 
     def tick(self) -> None:
@@ -67,7 +68,9 @@ class LongPoll:
         self._answered = True
         self._cancel_timer()
         self._detach()
-        self.request.write(b"[" + b",".join(self._pending) + b"]")
+        body = b"[" + b",".join(self._pending) + b"]"
+        self.comet.bytes_written += len(body)
+        self.request.write(body)
         self.request.finish()
 
     def _cancel_timer(self) -> None:

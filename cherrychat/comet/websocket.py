@@ -107,6 +107,7 @@ class WebSocketStream:
     def deliver(self, event: Event) -> None:
         """Write the event's frame, shared by every WebSocket connection."""
         frame = event.frames.get(NAME)
+        self.comet.delivered += 1
         self._send(frame if frame is not None else frame_event(event))
 
     def _send(self, frame: bytes) -> None:
@@ -122,6 +123,7 @@ class WebSocketStream:
         # Server frames carry no mask and no per-connection state, so the bytes built
         # once per event are written as they are.
         self._ws.transport.write(frame)  # type: ignore[attr-defined]
+        self.comet.bytes_written += len(frame)
 
     # -- push producer ---------------------------------------------------------------
 
