@@ -335,6 +335,8 @@
     this._opened = false;     // has the running attempt delivered `open`?
     this._timers = {};
     this._closed = false;
+    this._lastMessageAt = null;     // when the running stream last said anything
+    this._heartbeatInterval = null; // the server's heartbeat interval, once observed
     this._attempt();
   }
 
@@ -425,16 +427,42 @@
     this._touch();
   };
 
-  /** Restart the idle watchdog: total silence for too long means a dead stream. */
+  /**
+   * Restart the idle watchdog: total silence for too long means a dead stream. Some cuts
+   * give no signal at all (a streaming iframe whose connection broke just stays
+   * "loading"), so silence is the only sign.
+   */
   Connection.prototype._touch = function () {
+    this._lastMessageAt = Date.now();
     if (this.transport === 'longpoll') return;   // each poll ends by itself
-    this._setTimer('idle', this.options.idleTimeout, function () {
+    this._setTimer('idle', this._idleTimeout(), function () {
       this._stopTransport();
       this._scheduleRetry(false);
     });
   };
 
+  /**
+   * The server sends a heartbeat after a stream was idle for its heartbeat interval, so
+   * the longest silence before a heartbeat tells us that interval (a timer that fires
+   * regardless of traffic makes shorter ones): allow a few of them, never
+   * more than options.idleTimeout.
+   */
+  Connection.prototype._learnHeartbeat = function () {
+    if (this._lastMessageAt == null) return;
+    var interval = Date.now() - this._lastMessageAt;
+    if (this._heartbeatInterval == null || interval > this._heartbeatInterval) {
+      this._heartbeatInterval = interval;
+    }
+  };
+
+  Connection.prototype._idleTimeout = function () {
+    var max = this.options.idleTimeout;
+    if (this._heartbeatInterval == null) return max;
+    return Math.min(max, Math.max(3000, this._heartbeatInterval * 2.5 + 1000));
+  };
+
   Connection.prototype._message = function (msg) {
+    if (msg.type === 'heartbeat') this._learnHeartbeat();
     this._touch();
     switch (msg.type) {
       case 'open': return this._onOpen(msg);
@@ -446,14 +474,18 @@
   };
 
   Connection.prototype._onOpen = function (msg) {
-    var id = typeof msg.id === 'number' ? msg.id : null;
-    var previous = this.lastEventId;
-    // "Delivery continues after id C": from now on that is where we stand.
-    if (id != null) this.lastEventId = id;
+    this._resumeFrom(msg.id);
     this._markOpen();
+  };
+
+  /** An `open` message says "delivery continues after id C": that is where we stand. */
+  Connection.prototype._resumeFrom = function (id) {
+    if (typeof id !== 'number') return;
+    var previous = this.lastEventId;
+    this.lastEventId = id;
     // Ids that went backwards mean the server's numbering restarted (its history was
     // wiped): what the page shows no longer matches, so it must reload it.
-    if (id != null && previous != null && id < previous) this._callReset(id);
+    if (previous != null && id < previous) this._callReset(id);
   };
 
   Connection.prototype._onEvent = function (msg) {
@@ -523,35 +555,52 @@
 
   /**
    * WebSocket, EventSource and iframes hide the HTTP status of a refusal. Ask the server
-   * once with a plain request (a resuming longpoll: it changes nothing, and a refusal
-   * answers at once) so that a 403 or 400 stops us instead of retrying forever.
+   * once with one longpoll request, whose status says whether we were refused: a 403 or
+   * 400 stops us instead of retrying forever. A longpoll answer is made of ordinary
+   * messages (a poll without last_event_id hands over the key's queue), so they are
+   * handled like any others and nothing is lost; a resuming poll that the server holds
+   * is simply abandoned after a while.
    */
   Connection.prototype._probe = function (info) {
     var conn = this;
     var token = {};
     this._probeToken = token;
     var controller = new AbortController();
-    var url = this.url('longpoll');
-    if (this.lastEventId == null) url += '&last_event_id=0';
     var timer = setTimeout(function () { controller.abort(); }, this.options.probeTimeout);
     this._setStatus(this._locked ? 'reconnecting' : 'connecting');
-    fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: controller.signal })
-      .then(function (response) {
-        var status = response.status;
-        return response.text().then(function (text) { return { status: status, text: text }; });
-      })
-      .then(function (answer) {
-        clearTimeout(timer);
-        if (conn._closed || conn._probeToken !== token) return;
-        if (isFatalStatus(answer.status)) {
-          return conn._giveUp(answer.status, firstLine(answer.text) || info.reason);
-        }
-        conn._next(false);
-      }, function () {
-        clearTimeout(timer);
-        if (conn._closed || conn._probeToken !== token) return;
-        conn._next(false);
-      });
+    fetch(this.url('longpoll'), {
+      credentials: 'same-origin',
+      cache: 'no-store',
+      signal: controller.signal
+    }).then(function (response) {
+      var status = response.status;
+      return response.text().then(function (text) { return { status: status, text: text }; });
+    }).then(function (answer) {
+      clearTimeout(timer);
+      if (conn._closed || conn._probeToken !== token) return;
+      if (isFatalStatus(answer.status)) {
+        return conn._giveUp(answer.status, firstLine(answer.text) || info.reason);
+      }
+      if (answer.status === 200) conn._probeMessages(answer.text);
+      conn._next(false);
+    }, function () {
+      clearTimeout(timer);
+      if (conn._closed || conn._probeToken !== token) return;
+      conn._next(false);
+    });
+  };
+
+  /** Take the events of a probe's answer; it proves nothing about the transport. */
+  Connection.prototype._probeMessages = function (text) {
+    var messages = parseMessage(text);
+    if (!Array.isArray(messages)) return;
+    for (var i = 0; i < messages.length && !this._closed; i++) {
+      var msg = messages[i];
+      if (!msg || typeof msg !== 'object') continue;
+      if (msg.type === 'open') this._resumeFrom(msg.id);
+      else if (msg.type === 'event') this._onEvent(msg);
+      else if (msg.type === 'reset') this._onReset(msg);
+    }
   };
 
   Connection.prototype._giveUp = function (status, reason) {

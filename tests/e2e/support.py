@@ -78,7 +78,6 @@ def free_port() -> int:
 # The daemon
 # ---------------------------------------------------------------------------------------
 
-_help_text: list[str] = []
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
@@ -89,15 +88,6 @@ def daemon_directory() -> str:
     if os.environ.get("CHERRYCHAT_E2E_FROM_SOURCE") == "1":
         return str(SOURCE_TREE)
     return tempfile.gettempdir()
-
-
-def _has_database_option() -> bool:
-    # TEMPORARY while the daemon is being written: --database is not there yet.
-    if not _help_text:
-        _help_text.append(subprocess.run(
-            [sys.executable, "-m", "twisted", "cherrychat", "--help"],
-            capture_output=True, text=True, timeout=30, cwd=daemon_directory()).stdout)
-    return "--database" in _help_text[0]
 
 
 class Daemon:
@@ -120,7 +110,7 @@ class Daemon:
         return [
             sys.executable, "-m", "twisted", "--log-format", "text", "cherrychat",
             "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-            *(["--database", self.database] if _has_database_option() else []),
+            "--database", self.database,
             *self.extra,
         ]
 
@@ -344,11 +334,20 @@ class ChatPage:
         self.wait_joined()
 
     def wait_joined(self, timeout: int = WAIT_MS) -> None:
-        self.page.wait_for_function(
-            "() => document.getElementById('status').dataset.state === 'open'"
-            " && !document.getElementById('chat').disabled",
-            timeout=timeout,
-        )
+        try:
+            self.page.wait_for_function(
+                "() => document.getElementById('status').dataset.state === 'open'"
+                " && !document.getElementById('chat').disabled",
+                timeout=timeout,
+            )
+        except Exception:
+            raise AssertionError(f"{self.url} has not joined: {self.describe()}") from None
+
+    def describe(self) -> str:
+        """The status line and the notice, for failure messages."""
+        return json.dumps(self.page.evaluate(
+            "() => ({status: document.getElementById('status').textContent,"
+            " notice: document.getElementById('notice').textContent})"), ensure_ascii=False)
 
     def say(self, text: str) -> None:
         """Type a message, press Enter, and wait until the server took it (field cleared)."""
