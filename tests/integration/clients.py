@@ -75,6 +75,10 @@ class CometClient:
         self._waiters: list[tuple[Callable[[], bool], Deferred]] = []
         self.closed = Deferred()
 
+    def finished(self) -> Deferred:
+        """Fires when the client has stopped all its network activity."""
+        return self.closed
+
     @property
     def events(self) -> list[Message]:
         """The ``event`` messages received so far, in order."""
@@ -204,6 +208,11 @@ class LongPollClient(CometClient):
         self.last_event_id: int | None = None
         self.polls = 0
         self._stopped = False
+        self._loop_done: Deferred = Deferred()
+
+    def finished(self) -> Deferred:
+        """Fires when the polling loop has ended."""
+        return self._loop_done
 
     def connect(self, last_event_id: int | None = None, headers: dict | None = None) -> Deferred:
         """Start polling in the background.
@@ -251,12 +260,16 @@ class LongPollClient(CometClient):
                 break
         if not self.closed.called:
             self.closed.callback(self)
+        self._loop_done.callback(None)
 
     def disconnect(self) -> None:
         """Stop polling, dropping the poll in flight as a closed tab does."""
         self._stopped = True
         if getattr(self, "_in_flight", None) is not None and not self._in_flight.called:
             self._in_flight.cancel()
+        # The tab is gone now; a poll that was already answering ends the loop by itself.
+        if not self.closed.called:
+            self.closed.callback(self)
 
 
 class _WebSocketWire(Protocol):

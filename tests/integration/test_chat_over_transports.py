@@ -15,6 +15,7 @@ class ChatTestCase(TestCase):
     """A daemon per test, and browsers that are closed at the end."""
 
     daemon_arguments: tuple[str, ...] = ()
+    timeout = 30  # seconds; trial fails a test that hangs longer
 
     @inlineCallbacks
     def setUp(self):
@@ -29,7 +30,7 @@ class ChatTestCase(TestCase):
         yield stop_daemon(self.service)
         for client in self.clients:
             if client.status in (101, 200):
-                yield client.closed.addTimeout(5, reactor)
+                yield client.finished().addTimeout(5, reactor)
         for browser in self.browsers:
             yield browser.close()
         # Let aborted connections finish closing before trial checks for a dirty reactor.

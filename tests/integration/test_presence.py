@@ -39,7 +39,7 @@ class PresenceTests(ChatTestCase):
         self.assertEqual((yield self.who(carl)), ["ann", "ben"])
 
         ben_stream.disconnect()
-        yield ben_stream.closed
+        yield ben_stream.closed.addTimeout(5, reactor)
         yield self.until_offline("ben, 0, /cherrychat")
         self.clock.advance(9.9)
         self.assertEqual((yield self.who(carl)), ["ann", "ben"])
@@ -58,9 +58,10 @@ class PresenceTests(ChatTestCase):
         yield ann.post("/join", user="ann")
         yield ben.post("/join", user="ben")
         yield ann_stream.wait_for_events(2)
+        yield ben_stream.wait_for_events(1)
 
         ben_stream.disconnect()
-        yield ben_stream.closed
+        yield ben_stream.closed.addTimeout(5, reactor)
         yield self.until_offline("ben, 0, /cherrychat")
         self.clock.advance(5)
         reloaded, _ = yield self.connect(ben, "ben", "longpoll", last_event_id=ben_stream.last_event_id)
