@@ -272,13 +272,17 @@
     }
   }
 
+  function showTaken() {
+    showNotice('The nickname “' + state.nickname + '” is taken. Please pick another one.');
+    els.nickname.focus();
+    els.nickname.select();
+  }
+
   function connectionRefused(detail) {
     state.joined = false;
     setChatEnabled(false);
     if (detail.status === 403) {
-      showNotice('The nickname “' + state.nickname + '” is taken. Please pick another one.' +
-                 (detail.reason ? ' (' + detail.reason + ')' : ''));
-      els.nickname.focus();
+      showTaken();
     } else {
       showNotice('The chat refused the connection' +
                  (detail.reason ? ': ' + detail.reason : '.'));
@@ -306,8 +310,7 @@
       state.joined = false;
       setChatEnabled(false);
       if (answer.status === 409 || answer.status === 403) {
-        showNotice('The nickname “' + state.nickname + '” is taken. Please pick another one.' +
-                   (answer.reason ? ' (' + answer.reason + ')' : ''));
+        showTaken();
       } else {
         showNotice('Could not join: ' + (answer.reason || 'error ' + answer.status));
       }

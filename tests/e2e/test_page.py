@@ -1,0 +1,157 @@
+"""The chat page's own features, over the transport orbited.js picks by itself."""
+
+from __future__ import annotations
+
+from .base import BrowserTestCase, localhost
+
+PHONE = {"width": 360, "height": 740}
+
+
+class PageTests(BrowserTestCase):
+    def test_taken_nickname(self) -> None:
+        """A second person asking for a nickname in use is told so, clearly."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url)
+        ann.join("ann")
+        other = self.open_page(localhost(daemon.url))
+        other.page.fill("#nickname", "ann")
+        other.page.click("#nickbutton")
+        notice = other.page.locator("#notice")
+        notice.wait_for(state="visible")
+        self.assertIn("taken", notice.text_content())
+        self.assertIn("ann", notice.text_content())
+        self.assertTrue(other.page.is_disabled("#chat"))
+        # The page stays usable: another nickname works.
+        other.join("ann2")
+        self.assertFalse(other.page.is_visible("#notice"))
+        self.assertPageClean(ann, other)
+
+    def test_empty_message_not_sent(self) -> None:
+        """Enter on an empty or blank field sends nothing."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url)
+        ann.join("ann")
+        ann.wait_lines(["ann joined"])
+        posts: list[str] = []
+        ann.page.on("request", lambda r: posts.append(r.url) if "/msg" in r.url else None)
+        ann.page.press("#chat", "Enter")
+        ann.page.fill("#chat", "   ")
+        ann.page.press("#chat", "Enter")
+        ann.page.click("#chatbutton")
+        ann.say("now something")
+        ann.wait_lines(["ann joined", "ann now something"])
+        self.assertEqual(len(posts), 1, posts)
+        self.assertPageClean(ann)
+
+    def test_refused_message_shows_reason(self) -> None:
+        """A message the server refuses (too large) shows the server's reason and stays."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url)
+        ann.join("ann")
+        too_long = "x" * 5000
+        ann.page.fill("#chat", too_long)
+        ann.page.press("#chat", "Enter")
+        notice = ann.page.locator("#notice")
+        notice.wait_for(state="visible")
+        self.assertIn("Message not sent", notice.text_content())
+        self.assertGreater(len(notice.text_content()), len("Message not sent: "))
+        self.assertEqual(ann.page.input_value("#chat"), too_long)
+        ann.wait_lines(["ann joined"])
+
+    def test_own_messages_marked(self) -> None:
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url)
+        ben = self.open_page(localhost(daemon.url))
+        ann.join("ann")
+        ben.join("ben")
+        ann.say("mine")
+        ben.say("yours")
+        expected = ["ann joined", "ben joined", "ann mine", "ben yours"]
+        ann.wait_lines(expected)
+        ben.wait_lines(expected)
+        own = "() => Array.from(document.querySelectorAll('#box .event.own .line'), e => e.textContent)"
+        self.assertEqual(ann.page.evaluate(own), ["ann mine"])
+        self.assertEqual(ben.page.evaluate(own), ["ben yours"])
+
+    def test_history_for_newcomers(self) -> None:
+        """A newcomer sees the last 50 events, and nothing twice after joining."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url)
+        ann.join("ann")
+        ann.page.evaluate(
+            """async () => {
+                for (let i = 1; i <= 55; i++) {
+                    const r = await fetch('/msg', {method: 'POST',
+                        body: new URLSearchParams({user: 'ann', msg: 'message ' + i, session: '0'})});
+                    if (r.status !== 200) throw new Error('msg ' + i + ': ' + r.status);
+                }
+            }"""
+        )
+        history = [f"ann message {i}" for i in range(6, 56)]
+        newcomer = self.open_page(localhost(daemon.url))
+        newcomer.wait_lines(history)
+        newcomer.join("ben")
+        ann.say("welcome")
+        newcomer.wait_lines(history + ["ben joined", "ann welcome"])
+        members = newcomer.page.evaluate(
+            "() => Array.from(document.querySelectorAll('#members li'), e => e.textContent)")
+        self.assertEqual(sorted(members), ["ann", "ben"])
+
+    def test_nickname_remembered(self) -> None:
+        """After a reload the page rejoins with the same nickname by itself."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url)
+        ann.join("ann")
+        ann.say("before reload")
+        ann.page.reload()
+        ann.wait_joined()
+        self.assertEqual(ann.page.input_value("#nickname"), "ann")
+        ann.say("after reload")
+        ann.wait_lines(["ann joined", "ann before reload", "ann after reload"])
+        self.assertPageClean(ann)
+
+    def test_phone_width(self) -> None:
+        """On a 360-pixel screen nothing scrolls sideways, even with a very long word."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url, viewport=PHONE, is_mobile=True, has_touch=True)
+        ann.join("ann")
+        long_word = "Supercalifragilistic" * 12
+        ann.say(long_word)
+        ann.say("https://example.org/" + "very/long/path/" * 10)
+        ann.page.wait_for_function("() => document.querySelectorAll('#box .event').length === 3")
+        width = ann.page.evaluate("() => document.scrollingElement.scrollWidth")
+        self.assertLessEqual(width, PHONE["width"])
+        for selector in ("#nickname", "#nickbutton", "#chat", "#chatbutton", "#box"):
+            box = ann.page.locator(selector).bounding_box()
+            self.assertIsNotNone(box, selector)
+            self.assertGreaterEqual(box["x"], 0, selector)
+            self.assertLessEqual(box["x"] + box["width"], PHONE["width"], selector)
+
+    def test_keyboard_only(self) -> None:
+        """Tab to the nickname, Enter to join, type and Enter to send: no mouse."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url)
+        page = ann.page
+        active = "() => document.activeElement && document.activeElement.id"
+        page.keyboard.press("Tab")
+        self.assertEqual(page.evaluate(active), "nickname")
+        page.keyboard.type("kim")
+        page.keyboard.press("Tab")
+        self.assertEqual(page.evaluate(active), "nickbutton")
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Enter")
+        ann.wait_joined()
+        page.wait_for_function(f"() => ({active})() === 'chat'")
+        page.keyboard.type("typed, not clicked")
+        page.keyboard.press("Enter")
+        ann.wait_lines(["kim joined", "kim typed, not clicked"])
+        # The button is reachable too, and a real button.
+        page.keyboard.type("second")
+        page.keyboard.press("Tab")
+        self.assertEqual(page.evaluate(active), "chatbutton")
+        page.keyboard.press("Enter")
+        ann.wait_lines(["kim joined", "kim typed, not clicked", "kim second"])
+        # Focus is visible: the focused element draws an outline.
+        outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+        self.assertNotEqual(outline, "none")
+        self.assertPageClean(ann)
