@@ -227,7 +227,8 @@ class Hub:
         backlog = [event for event in channel.after(start) if key in event.recipients]
         if backlog:
             state.cursor = max(state.cursor, backlog[-1].id)
-        state.listeners.append(listener)
+        # Copy on write: a fan-out loop running over the old list is not disturbed.
+        state.listeners = [*state.listeners, listener]
         if len(state.listeners) == 1:
             self._tell_presence(key, True)
         return Subscription(key, start, gap, backlog)
@@ -237,7 +238,7 @@ class Hub:
         state = self._keys.get(key)
         if state is None or listener not in state.listeners:
             return
-        state.listeners.remove(listener)
+        state.listeners = [other for other in state.listeners if other is not listener]
         if not state.listeners:
             state.idle_since = self.clock.seconds()
             self._tell_presence(key, False)

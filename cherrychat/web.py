@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from klein import Klein
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -88,8 +89,15 @@ class ChatWeb:
 
     app = Klein()
 
-    def __init__(self, chat: ChatRoom, comet: Comet, static_directory: Path):
+    def __init__(
+        self,
+        chat: ChatRoom,
+        comet: Comet,
+        static_directory: Path,
+        healthy: Callable[[], bool] = lambda: True,
+    ):
         self.chat = chat
+        self.healthy = healthy
         self.comet = comet
         self.static = StaticFiles(str(static_directory))
         #: refused requests by status code, for /metrics
@@ -116,32 +124,34 @@ class ChatWeb:
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
-        """``200 ok`` while the daemon serves."""
+        """``200 ok`` while the daemon serves; ``503`` while a backend it needs is lost."""
+        if not self.healthy():
+            return plain(request, "unavailable: backend lost", 503)
         return plain(request, "ok")
 
     # -- the tutorial's API --------------------------------------------------------
 
     @app.route("/join", methods=["GET", "POST"])
-    def join(self, request: IRequest) -> bytes:
+    def join(self, request: IRequest) -> Deferred:
         """Claim a nickname for the caller's session and join the room."""
         session = session_of(request)
         user = validation.nickname(argument(request, "user"))
         label = validation.session_label(argument(request, "session"))
-        joined = self.chat.join(user, session, label)
-        return plain(request, "joined" if joined else "already joined")
+        joining = maybeDeferred(self.chat.join, user, session, label)
+        return joining.addCallback(lambda joined: plain(request, "joined" if joined else "already joined"))
 
     @app.route("/msg", methods=["GET", "POST"])
-    def msg(self, request: IRequest) -> bytes:
+    def msg(self, request: IRequest) -> Deferred:
         """Send a message to every member, as the caller's own nickname only."""
         session = session_of(request)
         user = validation.nickname(argument(request, "user"))
         validation.session_label(argument(request, "session"))
         text = validation.message(argument(request, "msg"))
-        self.chat.msg(user, session, text)
-        return plain(request, "sent")
+        # Answered once the event is published (with a backplane: once it is stored).
+        return maybeDeferred(self.chat.msg, user, session, text).addCallback(lambda _: plain(request, "sent"))
 
     @app.route("/cherrychat", methods=["GET"])
-    def comet_connection(self, request: IRequest) -> IResource:
+    def comet_connection(self, request: IRequest) -> Deferred:
         """The comet connection of orbit key ``user, session, /cherrychat``."""
         self.comet.admit()
         session = session_of(request)
@@ -156,15 +166,14 @@ class ChatWeb:
             raise BadRequest("transport=websocket needs a WebSocket upgrade request")
         key = make_key(user, label, self.chat.location)
         resource = connection_resource(self.comet, transport, key, last_event_id)
-        self.chat.claim(user, session)
-        return resource
+        return maybeDeferred(self.chat.claim, user, session).addCallback(lambda _: resource)
 
     # -- JSON views ----------------------------------------------------------------
 
     @app.route("/who", methods=["GET"])
-    def who(self, request: IRequest) -> bytes:
+    def who(self, request: IRequest) -> Deferred:
         """The members online."""
-        return as_json(request, {"members": self.chat.members()})
+        return maybeDeferred(self.chat.members).addCallback(lambda members: as_json(request, {"members": members}))
 
     @app.route("/history", methods=["GET"])
     def history(self, request: IRequest) -> bytes:
