@@ -15,8 +15,9 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 KEY_SEPARATOR = ", "
@@ -57,6 +58,16 @@ class Event:
     location: str
     recipients: frozenset[str]
     frames: dict[str, bytes] = field(default_factory=dict)
+
+
+class Backplane(Protocol):
+    """Where events are numbered and shared when several daemons form one chat (Redis)."""
+
+    def publish(self, keys: list[str], payload: str) -> Deferred:
+        """Number and store the event, and make every daemon :meth:`Hub.receive` it.
+
+        Fires with the new ids, one per location, once the event is stored.
+        """
 
 
 class Listener(Protocol):
@@ -163,18 +174,27 @@ class Hub:
         self._event_observers: list[EventObserver] = []
         #: events published since start, all locations
         self.published = 0
+        #: set when daemons share events through a backplane; see :meth:`event`
+        self.backplane: Backplane | None = None
 
     # -- publishing ------------------------------------------------------------------
 
-    def event(self, keys: Iterable[str], payload: str) -> list[Event]:
+    def event(self, keys: Iterable[str], payload: str) -> Any:
         """Publish ``payload`` to every orbit key in ``keys``: pyorbited's ``event``.
 
         Keys may name several locations; each location numbers the event with its own
         next id. Keys with no listener keep the event queued (retained) until a listener
-        attaches. Returns the created events, one per location.
+        attaches. Returns the created events, one per location; with a :attr:`backplane`,
+        a Deferred that fires with their ids once the backplane has stored them (events
+        then reach this daemon's listeners through :meth:`receive`, as on every daemon).
 
         @raise InvalidKey: when a key is malformed; nothing is published then.
         """
+        if self.backplane is not None:
+            keys = list(keys)
+            for key in keys:
+                parse_key(key)
+            return self.backplane.publish(keys, payload)
         by_location: dict[str, list[str]] = {}
         for key in keys:
             state = self._keys.get(key)
@@ -190,6 +210,22 @@ class Hub:
                 observer(event)
             published.append(event)
         return published
+
+    def receive(self, event: Event) -> bool:
+        """Take an event numbered by the backplane: retain it and hand it to listeners.
+
+        Events must come in id order per location; one whose id was seen already is
+        ignored (returns ``False``), so a backplane may safely deliver twice.
+        """
+        channel = self.channel(event.location)
+        if event.id <= channel.last_id:
+            return False
+        channel.restore([event], event.id)
+        self.published += 1
+        self._fan_out(event, self.clock.seconds())
+        for observer in self._event_observers:
+            observer(event)
+        return True
 
     def _fan_out(self, event: Event, now: float) -> None:
         states = self._keys
