@@ -119,7 +119,6 @@ class PositiveIntTests(SynchronousTestCase):
         self.assertEqual(validation.positive_int("", "limit", 50, 1000), 50)
         self.assertEqual(validation.positive_int("7", "limit", 50, 1000), 7)
         self.assertEqual(validation.positive_int("5000", "limit", 50, 1000), 1000)
-        self.assertEqual(validation.positive_int("0", "limit", 50, 1000), 1)
 
     def test_invalid(self):
         for value in ["-1", "x", "1.5", "1" * 10, "١"]:

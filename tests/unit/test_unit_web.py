@@ -305,6 +305,22 @@ class TutorialApiTests(WebTestCase):
         everything = self.fetch("GET", "/history").json()["events"]
         self.assertEqual([e["id"] for e in everything], [1, 2, 3, 4, 5])
 
+    def test_history_limit_zero_returns_at_most_zero_events(self):
+        ann = self.browser()
+        self.fetch("GET", "/join?user=ann", ann)
+        answer = self.fetch("GET", "/history?limit=0")
+        # "at most N": either no events, or a refusal of the non-positive limit.
+        if answer.code == 200:
+            self.assertEqual(answer.json()["events"], [])
+        else:
+            self.assertRefusal(answer, 400)
+
+    def test_history_limit_is_capped(self):
+        ann = self.browser()
+        self.fetch("GET", "/join?user=ann", ann)
+        events = self.fetch("GET", "/history?limit=999999").json()["events"]
+        self.assertEqual([e["payload"] for e in events], ["ann joined"])
+
     def test_history_default_limit_is_50(self):
         ann = self.browser()
         self.fetch("GET", "/join?user=ann", ann)
@@ -334,6 +350,10 @@ class ImpersonationTests(WebTestCase):
         for transport in ["iframe", "xhrstream", "longpoll", "sse"]:
             answer = self.fetch("GET", f"/cherrychat?user=ann&session=0&transport={transport}", self.mallory)
             self.assertRefusal(answer, 403)
+        answer = self.fetch("GET", "/cherrychat?user=ann&session=0&transport=websocket", self.mallory,
+                            headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                     "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        self.assertRefusal(answer, 403)
         self.assertEqual(self.state(), before)
         self.assertEqual(self.hub.listener_count("ann, 0, /cherrychat"), 0)
 
