@@ -198,6 +198,22 @@ class PageTests(WebTestCase):
             self.assertRefusal(answer, 404)
             self.assertDaemonHeaders(answer)
 
+    def test_static_without_slash_is_a_usable_redirect_or_a_404(self):
+        answer = self.fetch("GET", "/static")
+        if answer.code == 404:
+            self.assertRefusal(answer, 404)
+        else:
+            self.assertIn(answer.code, (301, 302, 303, 307, 308))
+            self.assertEqual(len(answer.header("location")), 1, "a redirect without Location")
+            self.assertTrue(answer.header("location")[0].endswith(b"/static/"))
+
+    def test_a_path_that_is_not_utf8_is_a_plain_400(self):
+        for path in ["/%ff", "/static/%ff.js", "/join%ff"]:
+            answer = self.fetch("GET", path)
+            self.assertIn(answer.code, (400, 404), path)
+            self.assertRefusal(answer, answer.code)
+            self.assertDaemonHeaders(answer)
+
     def test_wrong_method_is_a_plain_405(self):
         before = self.state()
         for method, path in [("POST", "/who"), ("DELETE", "/join?user=ann"), ("PUT", "/msg"),
