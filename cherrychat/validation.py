@@ -72,9 +72,9 @@ def event_id(value: str | None) -> int | None:
 
 
 def positive_int(value: str | None, name: str, default: int, maximum: int) -> int:
-    """Check an optional small positive integer parameter such as ``limit``."""
+    """Check an optional positive integer parameter such as ``limit``; large ones are capped."""
     if value is None or value == "":
         return default
-    if not value.isascii() or not value.isdigit() or len(value) > 9:
+    if not value.isascii() or not value.isdigit() or len(value) > 9 or int(value) == 0:
         raise BadRequest(f"invalid parameter: {name}")
-    return max(1, min(int(value), maximum))
+    return min(int(value), maximum)

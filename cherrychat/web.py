@@ -8,16 +8,18 @@ Routes parse and check their input, then call the chat room; every refusal is a
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
@@ -73,15 +75,50 @@ def as_json(request: IRequest, value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=True).encode("ascii")
 
 
+class PlainRefusal(Resource):
+    """Renders a refusal as the daemon's one plain-text line, for resources outside Klein."""
+
+    isLeaf = True
+
+    def __init__(self, code: int, reason: str):
+        super().__init__()
+        self.code = code
+        self.reason = reason
+
+    def render(self, request: IRequest) -> bytes:  # type: ignore[override]
+        """The status and the one-line reason."""
+        return plain(request, self.reason, self.code)
+
+
 class StaticFiles(File):
-    """The chat page's files, without directory listings."""
+    """The chat page's files, without directory listings; refusals in plain text."""
 
     contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
                     ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8"}
+    childNotFound = PlainRefusal(404, "not found")
+    forbidden = PlainRefusal(403, "forbidden")
 
     def directoryListing(self) -> Resource:
         """Folders are not listed."""
-        return NoResource("not found")
+        return self.childNotFound
+
+
+_WEBSOCKET_KEY = re.compile(rb"[A-Za-z0-9+/]{22}==")
+
+
+def check_websocket_handshake(request: IRequest) -> None:
+    """Refuse a malformed WebSocket upgrade before it reserves anything (RFC 6455, 4.2.1).
+
+    @raise BadRequest: a header of the handshake is missing or wrong.
+    """
+    upgrade = (request.getHeader(b"upgrade") or b"").lower()
+    connection = (request.getHeader(b"connection") or b"").lower()
+    if upgrade != b"websocket" or b"upgrade" not in connection:
+        raise BadRequest("transport=websocket needs a WebSocket upgrade request")
+    if request.getHeader(b"sec-websocket-version") != b"13":
+        raise BadRequest("unsupported WebSocket version; use 13")
+    if not _WEBSOCKET_KEY.fullmatch(request.getHeader(b"sec-websocket-key") or b""):
+        raise BadRequest("invalid Sec-WebSocket-Key")
 
 
 class ChatWeb:
@@ -121,6 +158,11 @@ class ChatWeb:
         """``chat.html``, ``chat.css``, ``chat.js`` and ``orbited.js``."""
         session_of(request)
         return self.static
+
+    @app.route("/static", methods=["GET"])
+    def static_folder(self, request: IRequest) -> bytes:
+        """The bare folder name leads to the chat page too."""
+        return self.root(request)
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
@@ -162,8 +204,8 @@ class ChatWeb:
         if last_event_id is None and transport == "sse":
             header = request.getHeader(b"last-event-id")
             last_event_id = validation.event_id(header.decode("latin-1") if header else None)
-        if transport == "websocket" and (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
-            raise BadRequest("transport=websocket needs a WebSocket upgrade request")
+        if transport == "websocket":
+            check_websocket_handshake(request)
         key = make_key(user, label, self.chat.location)
         resource = connection_resource(self.comet, transport, key, last_event_id)
         return maybeDeferred(self.chat.claim, user, session).addCallback(lambda _: resource)
@@ -200,6 +242,9 @@ class ChatWeb:
     def http_error(self, request: IRequest, failure: Failure) -> bytes:
         """Klein's routing refusals (404, 405) as one plain line, too."""
         error: HTTPException = failure.value
+        new_url = getattr(error, "new_url", None)
+        if new_url:  # werkzeug's redirects, e.g. to add a trailing slash
+            request.setHeader(b"location", new_url.encode("utf-8"))
         return plain(request, (error.name or "error").lower(), error.code or 400)
 
     @app.handle_errors(Exception)
@@ -219,7 +264,12 @@ class DefaultHeaders(Resource):
         self.wrapped = wrapped
 
     def render(self, request: IRequest) -> Any:  # type: ignore[override]
-        """Set the defaults; a route may still replace any of them."""
+        """Set the defaults and the session cookie; a route may still replace any of them."""
         for name, value in DEFAULT_HEADERS.items():
             request.setHeader(name, value)
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return plain(request, "invalid UTF-8 in the path", 400)
+        session_of(request)
         return self.wrapped.render(request)

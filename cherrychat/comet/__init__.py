@@ -46,5 +46,6 @@ def connection_resource(comet: Comet, transport: str | None, key: str, last_even
     """
     maker = _MAKERS.get(transport or "")
     if maker is None:
-        raise BadRequest(f"unknown transport: {transport}; use one of {', '.join(TRANSPORTS)}")
+        # The value itself is not echoed: it may hold line breaks or markup.
+        raise BadRequest(f"unknown or missing transport; use one of {', '.join(TRANSPORTS)}")
     return maker(comet, key, last_event_id)
