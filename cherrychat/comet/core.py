@@ -217,6 +217,7 @@ class HTTPStream:
         if self._paused:
             self._stalled_ticks += 1
             if self._stalled_ticks >= 2:
+                self.comet.slow_clients_dropped += 1
                 self.abort()
             return
         if not self._active:
