@@ -42,7 +42,8 @@
     backoffMax: 10000,    // ms, the ceiling of the doubling delay
     idleTimeout: 75000,   // ms of total silence (no message, no heartbeat) before a stream
                           // is taken for dead; the server's heartbeat defaults to 25 s
-    longpollHeld: 1000,   // ms a longpoll request must be held to count as accepted
+    longpollHeld: 500,    // ms a longpoll request must be held to count as accepted
+                          // (refusals answer at once; a late one still stops us)
     probeTimeout: 3000    // ms to wait for the status of a refusal probe
   };
 

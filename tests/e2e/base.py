@@ -2,32 +2,39 @@
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
 from twisted.trial.unittest import TestCase
 
 from .support import BrowserSession, ChatPage, Daemon, require_browser
 
+_shared: list[BrowserSession] = []
+
+
+def shared_browser() -> BrowserSession:
+    """One Chromium for the whole run: starting it is the slowest step of a test."""
+    if not _shared:
+        _shared.append(BrowserSession())
+        atexit.register(_close_shared)
+    return _shared[0]
+
+
+def _close_shared() -> None:
+    while _shared:
+        _shared.pop().close()
+
 
 class BrowserTestCase(TestCase):
-    """Starts Chromium once per class; every test gets fresh contexts and its own daemon."""
+    """Every test gets fresh browser contexts (fresh cookies and storage) and its own daemon."""
 
     # Trial's own bound on one test, in seconds.
     timeout = 120
     browser: BrowserSession
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        require_browser()
-        cls.browser = BrowserSession()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        browser = getattr(cls, "browser", None)
-        if browser is not None:
-            browser.close()
-
     def setUp(self) -> None:
+        require_browser()
+        self.browser = shared_browser()
         self.addCleanup(self.browser.close_contexts)
 
     def start_daemon(self, **options: Any) -> Daemon:

@@ -319,9 +319,15 @@ class ChatPage:
         self.errors: list[str] = []
         self.page.on("dialog", self._dialog)
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("console", self._console)
         query = f"?transport={transport}" if transport else ""
         self.url = f"{base}/static/chat.html{query}"
         self.page.goto(self.url)
+
+    def _console(self, message: Any) -> None:
+        # The daemon serves a strict Content-Security-Policy: the page must never trip it.
+        if "Content Security Policy" in message.text:
+            self.errors.append(message.text)
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)

@@ -97,6 +97,33 @@ class PageTests(BrowserTestCase):
             "() => Array.from(document.querySelectorAll('#members li'), e => e.textContent)")
         self.assertEqual(sorted(members), ["ann", "ben"])
 
+    def test_box_follows_unless_scrolled_up(self) -> None:
+        """New messages scroll into view, except while the reader looks further up."""
+        daemon = self.start_daemon()
+        ann = self.open_page(daemon.url, viewport={"width": 800, "height": 500})
+        ann.join("ann")
+        post = """async n => {
+            for (let i = 0; i < n; i++) {
+                await fetch('/msg', {method: 'POST',
+                    body: new URLSearchParams({user: 'ann', msg: 'line ' + i, session: '0'})});
+            }
+        }"""
+        at_bottom = ("() => { const b = document.getElementById('box');"
+                     " return b.scrollHeight - b.scrollTop - b.clientHeight < 2; }")
+        ann.page.evaluate(post, 30)
+        ann.page.wait_for_function("() => document.querySelectorAll('#box .event').length === 31")
+        ann.page.wait_for_function(at_bottom)
+
+        ann.page.evaluate("() => { document.getElementById('box').scrollTop = 0; }")
+        ann.say("while reading above")
+        ann.page.wait_for_function("() => document.querySelectorAll('#box .event').length === 32")
+        self.assertEqual(ann.page.evaluate("() => document.getElementById('box').scrollTop"), 0)
+
+        ann.page.evaluate("() => { const b = document.getElementById('box'); b.scrollTop = b.scrollHeight; }")
+        ann.say("back at the end")
+        ann.page.wait_for_function("() => document.querySelectorAll('#box .event').length === 33")
+        ann.page.wait_for_function(at_bottom)
+
     def test_nickname_remembered(self) -> None:
         """After a reload the page rejoins with the same nickname by itself."""
         daemon = self.start_daemon()

@@ -111,6 +111,27 @@ class ReconnectChecks:
             " && s[s.length - 2].text.includes('heartbeat'); }")
 
 
+class HistoryLostTests(BrowserTestCase):
+    def test_reset_reloads_history(self) -> None:
+        """A daemon restarted without its history sends `reset`: the page shows its history."""
+        port = free_port()
+        daemon = Daemon(port=port).start()
+        self.addCleanup(daemon.stop)
+        ann = self.open_page(daemon.url)
+        ann.join("ann")
+        ann.say("soon forgotten")
+        ann.wait_lines(["ann joined", "ann soon forgotten"])
+
+        daemon.stop()
+        ann.wait_status("reconnecting")
+        daemon.start()   # :memory: again: nothing of before is left
+        ann.wait_joined(timeout=RECONNECT_WAIT_MS)
+        ann.wait_lines(["ann joined"], timeout=RECONNECT_WAIT_MS)
+        ann.say("fresh start")
+        ann.wait_lines(["ann joined", "ann fresh start"])
+        self.assertPageClean(ann)
+
+
 class WebSocketReconnectTests(ReconnectChecks, BrowserTestCase):
     transport = "websocket"
 
