@@ -10,12 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from cherrychat.errors import NotYours, Taken
 from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
 
 CHAT_LOCATION = "/cherrychat"
+
+
+def joined_payload(user: str) -> str:
+    """The event every member gets when ``user`` joins: ``NAME joined``, escaped."""
+    return f"{escape(user)} joined"
+
+
+def message_payload(user: str, text: str) -> str:
+    """A chat message as every member gets it: ``<b>NAME</b> TEXT``, both escaped."""
+    return f"<b>{escape(user)}</b> {escape(text)}"
+
+
+def left_payload(user: str) -> str:
+    """The event every member gets when ``user`` leaves: ``NAME left``, escaped."""
+    return f"{escape(user)} left"
 
 
 @dataclass(eq=False)
@@ -76,7 +92,7 @@ class ChatRoom:
         if not holder.online_keys:
             self._start_expiry(user, holder)
         if newly_joined:
-            self._publish(f"{escape(user)} joined")
+            self._publish(joined_payload(user))
         return newly_joined
 
     def msg(self, user: str, session: str, text: str) -> int:
@@ -89,7 +105,7 @@ class ChatRoom:
             raise NotYours(f"{user} has not joined")
         if holder.session != session:
             raise NotYours(f"{user} belongs to another session")
-        return self._publish(f"<b>{escape(user)}</b> {escape(text)}")
+        return self._publish(message_payload(user, text))
 
     def members(self) -> list[str]:
         """The nicknames that joined and have not left, sorted."""
@@ -120,8 +136,11 @@ class ChatRoom:
             raise refusal(f"nickname {user} is taken")
         return holder
 
-    def _publish(self, payload: str) -> int:
+    def _publish(self, payload: str) -> int | Deferred:
         events = self.hub.event(self.member_keys(), payload)
+        if isinstance(events, Deferred):
+            # A hub with a backplane: the ids come once the backplane stored the event.
+            return events.addCallback(lambda ids: ids[0] if ids else self.hub.channel(self.location).last_id)
         return events[0].id if events else self.hub.channel(self.location).last_id
 
     def _presence_changed(self, key: str, online: bool) -> None:
@@ -153,7 +172,7 @@ class ChatRoom:
         for label in holder.labels:
             self.hub.forget(make_key(user, label, self.location))
         if holder.joined:
-            self._publish(f"{escape(user)} left")
+            self._publish(left_payload(user))
 
     def stop(self) -> None:
         """Cancel pending leave timers, for a daemon that is shutting down."""
