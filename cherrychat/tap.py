@@ -45,6 +45,7 @@ class Options(usage.Options):
     optParameters: list[Sequence[Any]] = [
         ["metrics-listen", None, None, "Serve /metrics (Prometheus) on this endpoint description, e.g. tcp:9700:interface=127.0.0.1; off by default."],
         ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
+        ["redis", None, None, "Share one chat among daemons through Redis at this URL, e.g. redis://127.0.0.1:6379/0; history and presence then live in Redis and --database is not used. Off by default."],
         ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", _positive(float)],
         ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", _positive(float)],
         ["retain-events", None, 1000, "Events each location keeps: its history, and what clients resume from.", _positive(int)],
@@ -64,9 +65,16 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
-        """Fill in the default listener."""
+        """Fill in the default listener; check the Redis URL."""
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        if self["redis"]:
+            from cherrychat.redis_backplane import parse_redis_url
+
+            try:
+                parse_redis_url(self["redis"])
+            except ValueError as error:
+                raise usage.UsageError(str(error)) from None
 
 
 class ListenerService(Service):
@@ -142,11 +150,20 @@ class CherryChatService(MultiService):
         self.clock = clock
         self.hub = Hub(clock, max_events=config["retain-events"], max_age=config["retain-seconds"])
         self.store: HistoryStore | None = None
-        if config["database"] != ":memory:":
+        self.backplane: Any = None
+        if config["redis"]:
+            # Several daemons, one chat: ids, history, nicknames and presence in Redis.
+            from cherrychat.redis_backplane import RedisBackplane
+            from cherrychat.redis_chat import RedisChatRoom
+
+            self.backplane = RedisBackplane(config["redis"], self.hub, reactor, retain_events=config["retain-events"])
+            self.chat = RedisChatRoom(self.hub, clock, self.backplane, presence_timeout=config["presence-timeout"], reactor=reactor)
+        elif config["database"] != ":memory:":
             self.store = HistoryStore(config["database"], clock, keep=max(config["retain-events"], 1000))
             loaded = self.store.load_into(self.hub)
             log.info("history: {count} events from {path}", count=loaded, path=config["database"])
-        self.chat = ChatRoom(self.hub, clock, presence_timeout=config["presence-timeout"])
+        if self.backplane is None:
+            self.chat = ChatRoom(self.hub, clock, presence_timeout=config["presence-timeout"])
         self.comet = Comet(
             self.hub,
             clock,
@@ -156,7 +173,8 @@ class CherryChatService(MultiService):
                 max_queued_bytes=config["max-queued-bytes"],
             ),
         )
-        self.web = ChatWeb(self.chat, self.comet, static_directory())
+        healthy = self.backplane.healthy if self.backplane is not None else (lambda: True)
+        self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy)
         self.site = Site(self.web.resource())
         self.site.displayTracebacks = False
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
@@ -173,6 +191,9 @@ class CherryChatService(MultiService):
         raise_file_limit()
         if self.store is not None:
             self.store.start(self.hub)
+        if self.backplane is not None:
+            self.backplane.start()
+            self.chat.start()
         super().startService()
         self.comet.start()
         self._sweeper.start(60, now=False)
@@ -188,6 +209,9 @@ class CherryChatService(MultiService):
         if self.store is not None:
             store = self.store
             stopped.addBoth(lambda _: store.stop())
+        if self.backplane is not None:
+            backplane = self.backplane
+            stopped.addBoth(lambda _: backplane.stop())
         return stopped
 
 
