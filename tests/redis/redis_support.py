@@ -1,0 +1,224 @@
+"""What the Redis tests share: a real ``redis-server``, daemons that use it, and waiting.
+
+``redis-server`` (and ``nginx`` for the proxy test) are Debian packages; ``scripts/test``
+installs them. A test that needs a missing one is skipped, or fails when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest, TestCase
+from treq.client import HTTPClient
+from twisted.web.client import Agent
+
+from clients import CLIENTS, Browser
+from daemon import start_daemon, stop_daemon
+from test_twistd import TwistdDaemon, twistd_command
+
+SOURCE_TREE = Path(__file__).resolve().parents[2]
+CHAT = "/cherrychat"
+
+
+def require(name: str, *candidates: str) -> str:
+    """The path of a program the test needs: skip without it, or fail when ``CI=true``."""
+    for candidate in (*candidates, shutil.which(name)):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    message = f"{name} is not installed (scripts/test installs it with apt-get)"
+    if os.environ.get("CI") == "true":
+        raise AssertionError(message)
+    raise SkipTest(message)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def poll(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.02) -> None:
+    """Block until ``condition()`` holds, checking in bounded steps (for subprocesses)."""
+    for _ in range(int(timeout / step) + 1):
+        if condition():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own, on a free port, its files in a temp dir.
+
+    Every write is in the append-only file before Redis answers (``appendfsync always``),
+    so a Redis killed and started again has everything it acknowledged.
+    """
+
+    def __init__(self) -> None:
+        self.program = require("redis-server", "/usr/bin/redis-server")
+        self.directory = tempfile.mkdtemp(prefix="cherrychat-redis-")
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [
+                self.program, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.directory,
+                "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
+                "--logfile", os.path.join(self.directory, "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        poll(self.answers, 10, "redis-server to answer PING")
+        return self
+
+    def answers(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"redis-server exited; see {self.directory}/redis.log")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash; the port is free again when this returns."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """Stop by pid and remove the files."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self.directory, True)
+
+
+class SourceTwistd(TwistdDaemon):
+    """``twistd -n cherrychat`` running this source tree (the installed copy may be older)."""
+
+    def __init__(self, *arguments: str, cwd: str):
+        environment = dict(os.environ, PYTHONPATH=str(SOURCE_TREE), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [*twistd_command(), "-n", "--pidfile=", "cherrychat", *arguments],
+            cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.output = b""
+
+    def kill(self) -> None:
+        """SIGKILL: the daemon dies without a word to its clients."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+
+def browser_at(browser: Browser, base: str) -> Browser:
+    """The same browser (same cookies, so the same session) talking to another daemon."""
+    moved = Browser(reactor, base)
+    moved.cookies = browser.cookies
+    moved.http = HTTPClient(Agent(reactor, pool=moved.pool), cookiejar=browser.cookies)
+    return moved
+
+
+class RedisTestCase(TestCase):
+    """A Redis server per test, daemons sharing it, and clients closed at the end."""
+
+    timeout = 60
+    daemons = 3
+    daemon_arguments: tuple[str, ...] = ()
+
+    @inlineCallbacks
+    def setUp(self):
+        self.redis = RedisServer().start()
+        self.addCleanup(self.redis.stop)
+        self.browsers: list[Browser] = []
+        self.clients: list = []
+        self.services: list = []
+        self.bases: list[str] = []
+        for _ in range(self.daemons):
+            yield self.start_daemon()
+
+    @inlineCallbacks
+    def start_daemon(self, *arguments: str):
+        service, base = yield start_daemon("--redis", self.redis.url, *self.daemon_arguments, *arguments)
+        self.services.append(service)
+        self.bases.append(base)
+        yield self.until(service.backplane.healthy, "the daemon to reach redis")
+        return service, base
+
+    @inlineCallbacks
+    def tearDown(self):
+        for client in self.clients:
+            client.disconnect()
+        for service in self.services:
+            if service.running:
+                yield stop_daemon(service)
+        for client in self.clients:
+            if client.status in (101, 200):
+                yield client.finished().addTimeout(5, reactor)
+        for browser in self.browsers:
+            yield browser.close()
+        yield deferLater(reactor, 0.05, lambda: None)
+
+    @inlineCallbacks
+    def until(self, condition: Callable[[], Any], what: str, timeout: float = 10.0, step: float = 0.01):
+        """Wait, in bounded steps, until ``condition()`` holds (it may return a Deferred)."""
+        for _ in range(int(timeout / step)):
+            if (yield condition()):
+                return
+            yield deferLater(reactor, step, lambda: None)
+        self.fail(f"timed out after {timeout} s waiting for {what}")
+
+    @inlineCallbacks
+    def browser(self, base: str):
+        """A browser that loaded the chat page from ``base``, and so holds a session."""
+        browser = Browser(reactor, base)
+        self.browsers.append(browser)
+        status, _ = yield browser.get("/static/chat.html")
+        self.assertEqual(status, 200)
+        return browser
+
+    def move(self, browser: Browser, base: str) -> Browser:
+        """``browser`` talking to the daemon at ``base`` from now on."""
+        moved = browser_at(browser, base)
+        self.browsers.append(moved)
+        return moved
+
+    @inlineCallbacks
+    def connect(self, browser: Browser, user: str, transport: str, **kwargs):
+        """Open a comet connection; fires with the client once it is open."""
+        client = CLIENTS[transport](browser, user, transport)
+        self.clients.append(client)
+        status = yield client.connect(**kwargs)
+        self.assertEqual(status, 101 if transport == "websocket" else 200, getattr(client, "body", ""))
+        if transport != "longpoll" or "last_event_id" not in kwargs:
+            yield client.wait_opened()
+        return client
+
+    @inlineCallbacks
+    def listening(self, service: Any, user: str, session: str = "0"):
+        """Wait until ``service`` holds a connection for ``user``."""
+        key = f"{user}, {session}, {CHAT}"
+        yield self.until(lambda: service.hub.listener_count(key), f"a connection for {key!r}")
