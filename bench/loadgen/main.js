@@ -1,0 +1,306 @@
+'use strict';
+/**
+ * The load generator: holds many subscriber connections to one server, publishes, and
+ * measures what arrives.
+ *
+ *   node bench/loadgen/main.js SPEC.json
+ *
+ * SPEC names the server profile, transport, port and count. Commands arrive on stdin as
+ * JSON lines ({"cmd": "prepare"|"connect"|"fanout"|"chat"|"close", ...}); each answer is
+ * one JSON line on stdout. Every phase is bounded in time, and every answer includes the
+ * generator's own CPU use so that a saturated generator shows in the results.
+ */
+
+const fs = require('fs');
+const readline = require('readline');
+const { PROFILES } = require('./profiles');
+const { Subscriber } = require('./subscriber');
+const { Recorder, nowUs, payload } = require('./recorder');
+const { httpRequest, form, pool } = require('./control');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+class Generator {
+  constructor(spec) {
+    this.spec = spec;
+    this.host = spec.host || '127.0.0.1';
+    this.port = spec.port;
+    this.recorder = new Recorder();
+    this.subs = [];
+    this.readyCount = 0;
+    this.failedCount = 0;
+    this.closedCount = 0;
+    this.streamsEnded = 0;
+    this.polls = 0;
+    this.failures = {};
+    this.seq = 0;
+    this.profile = null;
+  }
+
+  /** Source address of subscriber i: spread over 127.0.0.0/8 so no address runs out of ports. */
+  sourceAddress(i) {
+    return `127.0.${10 + Math.floor(i / 200) % 200}.${1 + (i % 200)}`;
+  }
+
+  subscriberReady() {
+    this.readyCount++;
+  }
+
+  subscriberFailed(sub, reason) {
+    this.failedCount++;
+    this.failures[reason] = (this.failures[reason] || 0) + 1;
+  }
+
+  subscriberClosed() {
+    this.closedCount++;
+  }
+
+  /** CPU time of this process in seconds (user + system). */
+  cpuSeconds() {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  }
+
+  /** Runs `fn` and adds the generator's CPU use over it to the result. */
+  async measured(fn) {
+    const cpu0 = this.cpuSeconds();
+    const t0 = Date.now();
+    const result = await fn();
+    const wall = (Date.now() - t0) / 1000;
+    result.gen_cpu_s = this.cpuSeconds() - cpu0;
+    result.gen_wall_s = wall;
+    result.gen_cpu_pct = wall > 0 ? (100 * result.gen_cpu_s) / wall : 0;
+    return result;
+  }
+
+  /**
+   * CherryChat's chat API: join the subscribers and the senders, each in its own
+   * browser session, before anyone connects (so no join event goes out over a stream),
+   * and learn the newest event id so connections can start after it.
+   */
+  async prepare(cmd) {
+    const spec = this.spec;
+    const join = async (user) => {
+      const r = await httpRequest(this, 'POST', '/join', { 'Content-Type': 'application/x-www-form-urlencoded' }, form([['user', user]]));
+      if (r.status !== 200) throw new Error(`join ${user}: ${r.status} ${r.body.trim()}`);
+      const cookie = (r.headers['set-cookie'] || []).join(';');
+      const m = /cherrychat_session=([^;]+)/.exec(cookie);
+      if (!m) throw new Error(`join ${user}: no session cookie`);
+      return m[1];
+    };
+    const t0 = Date.now();
+    spec.senderCookies = [];
+    for (let k = 0; k < (cmd.senders || 1); k++) spec.senderCookies.push(await join(`s${k}`));
+    if (spec.publish !== 'event') {
+      const members = Math.ceil(cmd.n / (spec.per_member || 1));
+      spec.cookies = new Array(members);
+      await pool(members, cmd.concurrency || 16, async (i) => {
+        spec.cookies[i] = await join(`u${i}`);
+      });
+    }
+    const h = await httpRequest(this, 'GET', '/history?limit=1');
+    const events = JSON.parse(h.body).events;
+    spec.lastEventId = events.length ? events[events.length - 1].id : 0;
+    return { joined: spec.cookies ? spec.cookies.length : 0, seconds: (Date.now() - t0) / 1000, last_event_id: spec.lastEventId };
+  }
+
+  /** Open `n` subscribers, at most `concurrency` not yet ready at a time. */
+  async connect(cmd) {
+    const spec = this.spec;
+    spec.n = cmd.n;
+    this.profile = PROFILES[spec.server](this, spec);
+    const deadline = Date.now() + (cmd.timeout_s || 120) * 1000;
+    const concurrency = cmd.concurrency || 200;
+    const t0 = Date.now();
+    let started = 0;
+    while (started < cmd.n && Date.now() < deadline) {
+      const pending = started - this.readyCount - this.failedCount;
+      const room = Math.min(concurrency - pending, cmd.n - started);
+      for (let k = 0; k < room; k++) {
+        const sub = new Subscriber(this, started++, this.profile);
+        this.subs.push(sub);
+        sub.start();
+        if (this.profile.firstPollReady && sub.kind === 'poll') sub.markReady();
+      }
+      await sleep(room > 0 ? 1 : 5);
+    }
+    while (this.readyCount + this.failedCount < started && Date.now() < deadline) await sleep(20);
+    let serverCount = null;
+    if (this.profile.subscriberCount) {
+      // Nchan tells how many subscribers it holds; wait for all of them.
+      while (Date.now() < deadline) {
+        serverCount = await this.profile.subscriberCount();
+        if (serverCount >= this.readyCount) break;
+        await sleep(200);
+      }
+    }
+    return {
+      started,
+      ready: this.readyCount,
+      failed: this.failedCount,
+      closed: this.closedCount,
+      failures: this.failures,
+      server_count: serverCount,
+      seconds: (Date.now() - t0) / 1000,
+    };
+  }
+
+  /** Subscribers that are ready and still open: the ones that should receive events. */
+  live() {
+    return this.subs.filter((s) => s.ready && !s.closed).length;
+  }
+
+  /** Waits until `expected` deliveries arrived, or nothing arrived for `quietMs`, or the deadline. */
+  async drain(expected, deadline, quietMs) {
+    let lastTotal = -1;
+    let lastChange = Date.now();
+    while (this.recorder.total < expected && Date.now() < deadline) {
+      if (this.recorder.total !== lastTotal) {
+        lastTotal = this.recorder.total;
+        lastChange = Date.now();
+      } else if (Date.now() - lastChange > quietMs) break;
+      await sleep(5);
+    }
+  }
+
+  /** Publish `messages` payloads one after another and measure their delivery. */
+  async fanout(cmd) {
+    const live = this.live();
+    const messages = cmd.messages || 20;
+    const expected = live * messages;
+    this.recorder.reset(expected + 16);
+    const deadline = Date.now() + (cmd.timeout_s || 60) * 1000;
+    const firstSeq = this.seq;
+    const t0 = nowUs();
+    const errors = [];
+    for (let k = 0; k < messages; k++) {
+      const r = await this.profile.publisher(payload(this.seq++, cmd.size || 64), 0);
+      if (r.status >= 300) errors.push(`${r.status} ${r.body.trim().slice(0, 80)}`);
+    }
+    const published = nowUs();
+    await this.drain(expected, deadline, (cmd.quiet_s || 10) * 1000);
+    const rec = this.recorder;
+    const span = (rec.lastUs - t0) / 1e6;
+    return {
+      subscribers: live,
+      messages,
+      expected,
+      delivered: rec.total,
+      publish_s: (published - t0) / 1e6,
+      span_s: span,
+      rate: span > 0 ? rec.total / span : null,
+      ...rec.percentiles(),
+      publish_errors: errors.slice(0, 5),
+      first_seq: firstSeq,
+    };
+  }
+
+  /** K senders publish at a steady total rate for a while; everyone receives. */
+  async chat(cmd) {
+    const live = this.live();
+    const senders = cmd.senders || 5;
+    const rate = cmd.rate || 10; // messages per second, all senders together
+    const count = Math.max(1, Math.round(rate * (cmd.duration_s || 10)));
+    const expected = live * count;
+    this.recorder.reset(expected + 16);
+    const deadline = Date.now() + ((cmd.duration_s || 10) + (cmd.timeout_s || 30)) * 1000;
+    const interval = (1000 * senders) / rate;
+    const errors = [];
+    let sent = 0;
+    const t0 = Date.now();
+    const sender = async (k) => {
+      // Sender k sends its share on a fixed schedule, offset so the senders interleave.
+      const share = Math.floor(count / senders) + (k < count % senders ? 1 : 0);
+      for (let j = 0; j < share && Date.now() < deadline; j++) {
+        const due = t0 + (k * interval) / senders + j * interval;
+        const wait = due - Date.now();
+        if (wait > 0) await sleep(wait);
+        try {
+          const r = await this.profile.publisher(payload(this.seq++, cmd.size || 64), k);
+          if (r.status >= 300) errors.push(`${r.status} ${r.body.trim().slice(0, 80)}`);
+          else sent++;
+        } catch (e) {
+          errors.push(String(e));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: senders }, (_, k) => sender(k)));
+    const sendSeconds = (Date.now() - t0) / 1000;
+    await this.drain(live * sent, deadline, (cmd.quiet_s || 10) * 1000);
+    return {
+      subscribers: live,
+      senders,
+      rate,
+      sent,
+      send_s: sendSeconds,
+      achieved_rate: sent / sendSeconds,
+      expected: live * sent,
+      delivered: this.recorder.total,
+      ...this.recorder.percentiles(),
+      publish_errors: errors.slice(0, 5),
+    };
+  }
+
+  status() {
+    return { ready: this.readyCount, failed: this.failedCount, closed: this.closedCount, live: this.live(),
+      streams_ended: this.streamsEnded, polls: this.polls, failures: this.failures };
+  }
+
+  close() {
+    for (const s of this.subs) s.close();
+    return { closed: this.subs.length };
+  }
+}
+
+function raiseFileLimit() {
+  // Node cannot call setrlimit itself; the orchestrator starts it with the soft limit
+  // raised to the hard one. Report what it got so a low limit is visible.
+  try {
+    const limits = fs.readFileSync('/proc/self/limits', 'utf8');
+    const m = /Max open files\s+(\d+)/.exec(limits);
+    return m ? +m[1] : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+async function main() {
+  const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+  const gen = new Generator(spec);
+  const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+  out({ event: 'started', pid: process.pid, nofile: raiseFileLimit() });
+  const rl = readline.createInterface({ input: process.stdin });
+  // Commands run one at a time, in order.
+  let chain = Promise.resolve();
+  rl.on('line', (line) => {
+    chain = chain.then(async () => {
+      const cmd = JSON.parse(line);
+      try {
+        let result;
+        if (cmd.cmd === 'prepare') result = await gen.measured(() => gen.prepare(cmd));
+        else if (cmd.cmd === 'connect') result = await gen.measured(() => gen.connect(cmd));
+        else if (cmd.cmd === 'fanout') result = await gen.measured(() => gen.fanout(cmd));
+        else if (cmd.cmd === 'chat') result = await gen.measured(() => gen.chat(cmd));
+        else if (cmd.cmd === 'idle') result = await gen.measured(async () => { await sleep(cmd.seconds * 1000); return gen.status(); });
+        else if (cmd.cmd === 'status') result = gen.status();
+        else if (cmd.cmd === 'close') {
+          out({ event: 'close', ...gen.close() });
+          setTimeout(() => process.exit(0), 200);
+          return;
+        } else throw new Error(`unknown command ${cmd.cmd}`);
+        out({ event: cmd.cmd, ...result });
+      } catch (e) {
+        out({ event: 'error', cmd: cmd.cmd, error: String(e && e.stack ? e.stack : e) });
+      }
+    });
+  });
+  rl.on('close', () => {
+    // stdin ended (the orchestrator went away or sent its last command): finish, then exit.
+    chain.then(() => {
+      gen.close();
+      setTimeout(() => process.exit(0), 200);
+    });
+  });
+}
+
+main();
