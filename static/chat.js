@@ -366,15 +366,17 @@
     if (!text.trim()) return;   // nothing to say: send nothing
     if (!state.joined) return;
     clearNotice();
+    // Clear at once so that the next message can be typed while this one travels;
+    // a refused message comes back into the field (unless something new is there).
+    els.chat.value = '';
+    function giveBack(reason) {
+      if (els.chat.value === '') els.chat.value = text;
+      showNotice('Message not sent: ' + reason);
+    }
     post('/msg', { user: state.nickname, msg: text, session: SESSION }).then(function (answer) {
-      if (answer.status === 200) {
-        // Clear only what was sent: the user may have typed on meanwhile.
-        if (els.chat.value === text) els.chat.value = '';
-        return;
-      }
-      showNotice('Message not sent: ' + (answer.reason || 'error ' + answer.status));
+      if (answer.status !== 200) giveBack(answer.reason || 'error ' + answer.status);
     }, function () {
-      showNotice('Message not sent: the chat server cannot be reached.');
+      giveBack('the chat server cannot be reached.');
     });
   }
 

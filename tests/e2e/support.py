@@ -356,10 +356,18 @@ class ChatPage:
             " notice: document.getElementById('notice').textContent})"), ensure_ascii=False)
 
     def say(self, text: str) -> None:
-        """Type a message, press Enter, and wait until the server took it (field cleared)."""
+        """Type a message, press Enter, and wait until the server accepted it."""
         self.page.fill("#chat", text)
-        self.page.press("#chat", "Enter")
-        self.page.wait_for_function("() => document.getElementById('chat').value === ''")
+        self.send_with(lambda: self.page.press("#chat", "Enter"))
+
+    def send_with(self, action: Any) -> None:
+        """Run `action`, which sends a message, and wait for the server's 200 to it."""
+        with self.page.expect_response(
+            lambda r: r.request.method == "POST" and r.url.endswith("/msg")
+        ) as answer:
+            action()
+        if answer.value.status != 200:
+            raise AssertionError(f"/msg answered {answer.value.status}: {answer.value.text()}")
 
     def lines(self) -> list[str]:
         return self.page.evaluate(LINES_JS)

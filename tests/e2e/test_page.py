@@ -170,13 +170,14 @@ class PageTests(BrowserTestCase):
         ann.wait_joined()
         page.wait_for_function(f"() => ({active})() === 'chat'")
         page.keyboard.type("typed, not clicked")
-        page.keyboard.press("Enter")
+        ann.send_with(lambda: page.keyboard.press("Enter"))
         ann.wait_lines(["kim joined", "kim typed, not clicked"])
+        self.assertEqual(page.input_value("#chat"), "")
         # The button is reachable too, and a real button.
         page.keyboard.type("second")
         page.keyboard.press("Tab")
         self.assertEqual(page.evaluate(active), "chatbutton")
-        page.keyboard.press("Enter")
+        ann.send_with(lambda: page.keyboard.press("Enter"))
         ann.wait_lines(["kim joined", "kim typed, not clicked", "kim second"])
         # Focus is visible: the focused element draws an outline.
         outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
