@@ -41,8 +41,8 @@ def site_config(port: int, upstreams: list[int], directory: str) -> str:
     replacements = {
         "listen 80;": f"listen 127.0.0.1:{port};",
         "listen [::]:80;": "",
-        "server 127.0.0.1:4701;": f"server 127.0.0.1:{upstreams[0]};",
-        "server 127.0.0.1:4702;": f"server 127.0.0.1:{upstreams[1]};",
+        "server 127.0.0.1:4701 ": f"server 127.0.0.1:{upstreams[0]} ",
+        "server 127.0.0.1:4702 ": f"server 127.0.0.1:{upstreams[1]} ",
         "/var/log/nginx/": f"{directory}/",
     }
     for old, new in replacements.items():
