@@ -53,7 +53,9 @@ def plan(mode: str, servers: list[Server]) -> Plan:
         return p
     p = Plan(mode, Settings(heartbeat=5.0, idle_s=10.0, chat_s=6.0, chat_rate=5.0, quiet_s=8.0))
     every = [(s.name, t) for s in servers for t in s.transports]
-    p.runs = [(s, t, n) for n in (1000, 10000) for s, t in every]
+    # Long-polling re-requests after every event, so it is measured at 1,000 only: at
+    # 10,000 CherryChat's long-poll alone would take most of the time budget.
+    p.runs = [(s, t, n) for n in (1000, 10000) for s, t in every if t != "longpoll" or n == 1000]
     p.runs += [(s, t, 5000) for s, t in PRIMARY if t == "sse"]
     p.runs.sort(key=lambda r: (r[0] != "cherrychat", r[0], r[1], r[2]))
     p.capacity = [("cherrychat", "sse", 19000), ("nchan", "sse", 19000)]
