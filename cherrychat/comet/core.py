@@ -143,6 +143,13 @@ class HTTPStream:
         set_stream_headers(request, self.framing.content_type)
         for name, value in self.framing.headers.items():
             request.setHeader(name, value)
+        # Send the headers now; from here on frames go straight to the connection's
+        # transport, already in the response's transfer coding, so that an event's wire
+        # bytes are built once for every stream of this transport.
+        request.write(b"")
+        self._chunked = bool(getattr(request, "chunked", False))
+        self._wire_key = self.transport_name + ("/chunked" if self._chunked else "")
+        self._socket = request.channel.transport  # type: ignore[attr-defined]
         subscription = self.comet.hub.subscribe(self.key, self, last_event_id)
         self.comet.add(self)
         request.registerProducer(self, True)
@@ -160,14 +167,20 @@ class HTTPStream:
     # -- hub listener ----------------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
-        """Write one live event's frame, encoded once for all streams of this transport."""
-        frame = event.frames.get(self.transport_name)
-        if frame is None:
-            frame = self.framing.frame_event(event)
+        """Write one live event, its wire bytes built once for all streams of this transport."""
+        wire = event.frames.get(self._wire_key)
+        if wire is None:
+            wire = event.frames[self._wire_key] = self._wire(self.framing.frame_event(event))
         self.comet.delivered += 1
-        self._send(frame)
+        self._send_wire(wire)
 
-    def _send(self, data: bytes) -> None:
+    def _wire(self, body: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(body), body) if self._chunked else body
+
+    def _send(self, body: bytes) -> None:
+        self._send_wire(self._wire(body))
+
+    def _send_wire(self, data: bytes) -> None:
         if self._closed:
             return
         if self._paused:
@@ -177,7 +190,7 @@ class HTTPStream:
                 self.comet.slow_clients_dropped += 1
                 self.abort()
             return
-        self.request.write(data)
+        self._socket.write(data)
         self._written += len(data)
         self.comet.bytes_written += len(data)
         self._active = True
@@ -204,7 +217,7 @@ class HTTPStream:
             data = b"".join(self._queue)
             self._queue.clear()
             self._queued_bytes = 0
-            self._send(data)
+            self._send_wire(data)
 
     def stopProducing(self) -> None:
         """The connection is going away; :meth:`_finished` cleans up."""

@@ -2,7 +2,9 @@
 
 Requests are ``DummyRequest``s with two honest additions: a push producer is recorded
 rather than pulled in a loop (``DummyRequest.registerProducer`` only knows pull producers),
-and the request has a ``channel`` whose ``transport`` records ``abortConnection``.
+and the request has a ``channel`` whose ``transport`` records ``abortConnection`` and the
+bytes a stream writes to it directly (it does, once the headers are out), in the order of
+the request's own writes.
 """
 
 from __future__ import annotations
@@ -27,18 +29,22 @@ HOSTILE = "</script><script>alert(1)</script> & <img src=x onerror=alert(1)> \u2
 
 
 class FakeSocket:
-    """The TCP transport under an HTTP channel: records aborts."""
+    """The TCP transport under an HTTP channel: records writes and aborts."""
 
-    def __init__(self) -> None:
+    def __init__(self, written: list[bytes]) -> None:
         self.aborted = 0
+        self.written = written
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
 
     def abortConnection(self) -> None:
         self.aborted += 1
 
 
 class FakeChannel:
-    def __init__(self) -> None:
-        self.transport = FakeSocket()
+    def __init__(self, written: list[bytes]) -> None:
+        self.transport = FakeSocket(written)
 
 
 class StreamRequest(DummyRequest):
@@ -46,7 +52,7 @@ class StreamRequest(DummyRequest):
 
     def __init__(self) -> None:
         super().__init__([b""])
-        self.channel = FakeChannel()
+        self.channel = FakeChannel(self.written)
         self.producer = None
         self.streaming = None
 
