@@ -13,6 +13,7 @@ objects that provide :class:`Listener`.
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -176,6 +177,8 @@ class Hub:
         self.published = 0
         #: set when daemons share events through a backplane; see :meth:`event`
         self.backplane: Backplane | None = None
+        #: names this history: ids resume only within one epoch (a new one after a wipe)
+        self.epoch = secrets.token_hex(8)
 
     # -- publishing ------------------------------------------------------------------
 
@@ -242,12 +245,15 @@ class Hub:
 
     # -- listening -------------------------------------------------------------------
 
-    def subscribe(self, key: str, listener: Listener, last_event_id: int | None = None) -> Subscription:
+    def subscribe(
+        self, key: str, listener: Listener, last_event_id: int | None = None, epoch: str | None = None
+    ) -> Subscription:
         """Attach ``listener`` to ``key`` and say what it missed.
 
         With ``last_event_id``, delivery continues after that id; without it, after the
         key's own cursor (so events queued for the key come first) or, for a key the hub
-        has not seen, after the newest event of its location.
+        has not seen, after the newest event of its location. An ``epoch`` other than
+        this hub's means the id was counted in a history that no longer exists: a gap.
         """
         location = parse_key(key)[2]
         channel = self.channel(location)
@@ -257,7 +263,11 @@ class Hub:
         start = state.cursor if last_event_id is None else last_event_id
         # An id from before the retained events, or from a future this daemon never
         # reached (its history was wiped), cannot be resumed exactly: say so.
-        gap = start < channel.first_resumable_id(self.clock.seconds()) - 1 or start > channel.last_id
+        gap = (
+            start < channel.first_resumable_id(self.clock.seconds()) - 1
+            or start > channel.last_id
+            or (last_event_id is not None and epoch is not None and epoch != self.epoch)
+        )
         if gap:
             start = channel.last_id
         backlog = [event for event in channel.after(start) if key in event.recipients]

@@ -287,6 +287,9 @@ class RedisBackplane:
         self._retry: IDelayedCall | None = None
         self._stopped = False
         hub.backplane = self
+        # Redis keeps one id sequence per room that never goes back (see _resync), so
+        # every daemon of the chat shares one epoch.
+        hub.epoch = "redis"
 
     # -- life cycle ------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from cherrychat.hub import Event, Hub
 log = Logger()
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     location TEXT NOT NULL,
     id INTEGER NOT NULL,
@@ -44,7 +45,7 @@ def _row(event: Event) -> tuple[Any, ...]:
 def _connect(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(SCHEMA)
+    connection.executescript(SCHEMA)
     connection.commit()
     return connection
 
@@ -71,6 +72,10 @@ class HistoryStore:
         """
         connection = _connect(self.path)
         try:
+            # The file's epoch: ids count within it, so a new file means a new epoch.
+            connection.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (hub.epoch,))
+            connection.commit()
+            (hub.epoch,) = connection.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()
             loaded = 0
             locations = connection.execute("SELECT location, MAX(id) FROM events GROUP BY location").fetchall()
             for location, last_id in locations:

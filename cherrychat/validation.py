@@ -71,6 +71,18 @@ def event_id(value: str | None) -> int | None:
     return number
 
 
+_EPOCH = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def epoch(value: str | None) -> str | None:
+    """Check an optional ``epoch``: the history an id was counted in, from an ``open``."""
+    if value is None or value == "":
+        return None
+    if not _EPOCH.fullmatch(value):
+        raise BadRequest("invalid parameter: epoch")
+    return value
+
+
 def positive_int(value: str | None, name: str, default: int, maximum: int) -> int:
     """Check an optional positive integer parameter such as ``limit``; large ones are capped."""
     if value is None or value == "":

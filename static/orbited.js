@@ -231,19 +231,19 @@
 
   /**
    * One poll after another. The first poll carries last_event_id only when resuming;
-   * every later one carries the id of the last event seen (read through `lastId()`).
+   * every later one carries the id of the last event seen and its epoch (read through `resumeParams()`).
    */
-  function LongPollTransport(url, sink, lastId, heldMs) {
+  function LongPollTransport(url, sink, resumeParams, heldMs) {
     var controller = null;
     var done = false;
     var heldTimer = null;
 
-    /** The first poll keeps the connection's URL; later ones resume after lastId(). */
+    /** The first poll keeps the connection's URL; later ones resume where resumeParams() says. */
     function pollUrl(first) {
       if (first) return url;
-      var id = lastId();
-      var base = url.replace(/&last_event_id=[^&]*/, '');
-      return id == null ? base : base + '&last_event_id=' + encodeURIComponent(id);
+      var base = url.replace(/&(last_event_id|epoch)=[^&]*/g, '');
+      var params = resumeParams();
+      return params == null ? base : base + params;
     }
 
     function poll(first) {
@@ -300,8 +300,9 @@
     xhrstream: function (url) { return new XhrStreamTransport(url, this); },
     iframe: function (url) { return new IframeTransport(url, this); },
     longpoll: function (url, conn) {
-      return new LongPollTransport(url, this, function () { return conn.lastEventId; },
-                                   conn.options.longpollHeld);
+      return new LongPollTransport(url, this, function () {
+        return conn.lastEventId == null ? null : conn.resumeParams();
+      }, conn.options.longpollHeld);
     }
   };
 
@@ -368,7 +369,7 @@
       'user=' + encodeURIComponent(this.user) +
       '&session=' + encodeURIComponent(this.session) +
       '&transport=' + encodeURIComponent(transport);
-    if (this.lastEventId != null) url += '&last_event_id=' + encodeURIComponent(this.lastEventId);
+    if (this.lastEventId != null) url += this.resumeParams();
     return url;
   };
 
@@ -474,14 +475,24 @@
     }
   };
 
+  /** Where to resume: the last id seen, and the epoch (the history) it was counted in. */
+  Connection.prototype.resumeParams = function () {
+    var params = '&last_event_id=' + encodeURIComponent(this.lastEventId);
+    if (this.epoch != null) params += '&epoch=' + encodeURIComponent(this.epoch);
+    return params;
+  };
+
   Connection.prototype._onOpen = function (msg) {
-    this._resumeFrom(msg.id);
+    this._resumeFrom(msg.id, msg.epoch);
     this._markOpen();
   };
 
   /** An `open` message says "delivery continues after id C": that is where we stand. */
-  Connection.prototype._resumeFrom = function (id) {
+  Connection.prototype._resumeFrom = function (id, epoch) {
     if (typeof id !== 'number') return;
+    // The server answers an id from another epoch with a reset, so from here on ids
+    // count in the epoch it names.
+    if (typeof epoch === 'string') this.epoch = epoch;
     var previous = this.lastEventId;
     this.lastEventId = id;
     // Ids that went backwards mean the server's numbering restarted (its history was
@@ -598,7 +609,7 @@
     for (var i = 0; i < messages.length && !this._closed; i++) {
       var msg = messages[i];
       if (!msg || typeof msg !== 'object') continue;
-      if (msg.type === 'open') this._resumeFrom(msg.id);
+      if (msg.type === 'open') this._resumeFrom(msg.id, msg.epoch);
       else if (msg.type === 'event') this._onEvent(msg);
       else if (msg.type === 'reset') this._onReset(msg);
     }

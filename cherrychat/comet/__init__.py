@@ -20,11 +20,11 @@ from cherrychat.errors import BadRequest
 
 __all__ = ["Comet", "CometSettings", "TRANSPORTS", "connection_resource"]
 
-ResourceMaker = Callable[[Comet, str, "int | None"], IResource]
+ResourceMaker = Callable[[Comet, str, "int | None", "str | None"], IResource]
 
 
 def _streaming(framing: Framing) -> ResourceMaker:
-    return lambda comet, key, last_event_id: StreamResource(comet, framing, key, last_event_id)
+    return lambda comet, key, last_event_id, epoch: StreamResource(comet, framing, key, last_event_id, epoch)
 
 
 _MAKERS: dict[str, ResourceMaker] = {
@@ -39,8 +39,11 @@ _MAKERS: dict[str, ResourceMaker] = {
 TRANSPORTS: tuple[str, ...] = tuple(_MAKERS)
 
 
-def connection_resource(comet: Comet, transport: str | None, key: str, last_event_id: int | None) -> IResource:
-    """The resource that serves one comet connection over ``transport``.
+def connection_resource(
+    comet: Comet, transport: str | None, key: str, last_event_id: int | None, epoch: str | None = None
+) -> IResource:
+    """The resource that serves one comet connection over ``transport``, resuming after
+    ``last_event_id`` of ``epoch`` when given.
 
     @raise BadRequest: the transport is missing or unknown.
     """
@@ -48,4 +51,4 @@ def connection_resource(comet: Comet, transport: str | None, key: str, last_even
     if maker is None:
         # The value itself is not echoed: it may hold line breaks or markup.
         raise BadRequest(f"unknown or missing transport; use one of {', '.join(TRANSPORTS)}")
-    return maker(comet, key, last_event_id)
+    return maker(comet, key, last_event_id, epoch)

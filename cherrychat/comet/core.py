@@ -81,12 +81,17 @@ class Comet:
         self.bytes_written = 0
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
+        #: set once the daemon is shutting down: new connections are refused
+        self.stopping = False
 
     def admit(self) -> None:
         """Refuse a new connection when the cap is reached.
 
-        @raise Unavailable: the daemon holds ``max_connections`` already.
+        @raise Unavailable: the daemon holds ``max_connections`` already, or is stopping
+            (a client told to reconnect must not be taken back by the daemon going away).
         """
+        if self.stopping:
+            raise Unavailable("shutting down, reconnect shortly")
         if len(self.connections) >= self.settings.max_connections:
             raise Unavailable("too many connections, try again later")
 
@@ -108,6 +113,7 @@ class Comet:
 
     def stop(self) -> None:
         """Stop the heartbeat timer and ask every client to reconnect elsewhere or later."""
+        self.stopping = True
         if self._ticker.running:
             self._ticker.stop()
         for connection in list(self.connections):
@@ -137,7 +143,7 @@ class HTTPStream:
         self._stalled_ticks = 0
         self._closed = False
 
-    def start(self, last_event_id: int | None) -> None:
+    def start(self, last_event_id: int | None, epoch: str | None = None) -> None:
         """Send headers, prelude, ``open`` and the backlog, then stay subscribed."""
         request = self.request
         set_stream_headers(request, self.framing.content_type)
@@ -150,7 +156,7 @@ class HTTPStream:
         self._chunked = bool(getattr(request, "chunked", False))
         self._wire_key = self.transport_name + ("/chunked" if self._chunked else "")
         self._socket = request.channel.transport  # type: ignore[attr-defined]
-        subscription = self.comet.hub.subscribe(self.key, self, last_event_id)
+        subscription = self.comet.hub.subscribe(self.key, self, last_event_id, epoch)
         self.comet.add(self)
         request.registerProducer(self, True)
         request.notifyFinish().addBoth(self._finished)
@@ -158,7 +164,7 @@ class HTTPStream:
 
     def _opening(self, subscription: Subscription) -> bytes:
         frame = self.framing.frame
-        parts = [frame(open_message(subscription.cursor))]
+        parts = [frame(open_message(subscription.cursor, self.comet.hub.epoch))]
         if subscription.gap:
             parts.append(frame(reset_message(subscription.cursor)))
         parts.extend(self.framing.frame_event(event) for event in subscription.backlog)
@@ -279,14 +285,17 @@ class StreamResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, comet: Comet, framing: Framing, key: str, last_event_id: int | None):
+    def __init__(
+        self, comet: Comet, framing: Framing, key: str, last_event_id: int | None, epoch: str | None = None
+    ):
         super().__init__()
         self.comet = comet
         self.framing = framing
         self.key = key
         self.last_event_id = last_event_id
+        self.epoch = epoch
 
     def render(self, request: IRequest) -> int:  # type: ignore[override]
         """Start the stream; it ends when the client goes away or the daemon stops."""
-        HTTPStream(self.comet, self.framing, request, self.key).start(self.last_event_id)
+        HTTPStream(self.comet, self.framing, request, self.key).start(self.last_event_id, self.epoch)
         return NOT_DONE_YET

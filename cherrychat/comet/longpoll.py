@@ -32,14 +32,14 @@ class LongPoll:
         self._timer: IDelayedCall | None = None
         self._answered = False
 
-    def start(self, last_event_id: int | None) -> None:
+    def start(self, last_event_id: int | None, epoch: str | None = None) -> None:
         """Answer at once when there is something to say, else hold the request."""
         set_stream_headers(self.request, CONTENT_TYPE)
-        subscription = self.comet.hub.subscribe(self.key, self, last_event_id)
+        subscription = self.comet.hub.subscribe(self.key, self, last_event_id, epoch)
         self.comet.add(self)
         self.request.notifyFinish().addBoth(lambda _: self._detach())
         if last_event_id is None:
-            self._pending.append(open_message(subscription.cursor))
+            self._pending.append(open_message(subscription.cursor, self.comet.hub.epoch))
         if subscription.gap:
             self._pending.append(reset_message(subscription.cursor))
         self._pending.extend(event_message(event) for event in subscription.backlog)
@@ -90,13 +90,14 @@ class LongPollResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, comet: Comet, key: str, last_event_id: int | None):
+    def __init__(self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None):
         super().__init__()
         self.comet = comet
         self.key = key
         self.last_event_id = last_event_id
+        self.epoch = epoch
 
     def render(self, request: IRequest) -> int:  # type: ignore[override]
         """Start the poll; it answers later."""
-        LongPoll(self.comet, request, self.key).start(self.last_event_id)
+        LongPoll(self.comet, request, self.key).start(self.last_event_id, self.epoch)
         return NOT_DONE_YET

@@ -31,9 +31,9 @@ def event_message(event: Event) -> bytes:
     return encoded
 
 
-def open_message(cursor: int) -> bytes:
-    """First message of a connection: delivery continues after id ``cursor``."""
-    return encode({"type": "open", "id": cursor})
+def open_message(cursor: int, epoch: str) -> bytes:
+    """First message of a connection: delivery continues after id ``cursor`` of ``epoch``."""
+    return encode({"type": "open", "id": cursor, "epoch": epoch})
 
 
 def reset_message(head: int) -> bytes:

@@ -51,10 +51,11 @@ class WebSocketStream:
 
     transport_name = NAME
 
-    def __init__(self, comet: Comet, key: str, last_event_id: int | None):
+    def __init__(self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None):
         self.comet = comet
         self.key = key
         self.last_event_id = last_event_id
+        self.epoch = epoch
         self._ws: WebSocketTransport | None = None
         self._paused = False
         self._queue: deque[bytes] = deque()
@@ -72,7 +73,7 @@ class WebSocketStream:
     def negotiationFinished(self) -> None:
         """Subscribe and send ``open``, a ``reset`` if events were missed, and the backlog."""
         assert self._ws is not None
-        subscription = self.comet.hub.subscribe(self.key, self, self.last_event_id)
+        subscription = self.comet.hub.subscribe(self.key, self, self.last_event_id, self.epoch)
         self._subscribed = True
         self.comet.add(self)
         # After the upgrade the HTTP channel is still the socket's producer; it no longer
@@ -81,7 +82,7 @@ class WebSocketStream:
         if getattr(socket, "producer", None) is not None:
             socket.unregisterProducer()
         self._ws.attachProducer(self)
-        parts = [text_frame(open_message(subscription.cursor))]
+        parts = [text_frame(open_message(subscription.cursor, self.comet.hub.epoch))]
         if subscription.gap:
             parts.append(text_frame(reset_message(subscription.cursor)))
         parts.extend(frame_event(event) for event in subscription.backlog)
@@ -190,6 +191,6 @@ class _StreamFactory:
         return self.stream
 
 
-def websocket_resource(comet: Comet, key: str, last_event_id: int | None) -> IResource:
+def websocket_resource(comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None) -> IResource:
     """The upgrade resource for one WebSocket connection."""
-    return WebSocketResource(_StreamFactory(WebSocketStream(comet, key, last_event_id)))
+    return WebSocketResource(_StreamFactory(WebSocketStream(comet, key, last_event_id, epoch)))

@@ -127,3 +127,18 @@ XhrstreamChatTests = _transport_tests("xhrstream")
 LongpollChatTests = _transport_tests("longpoll")
 SseChatTests = _transport_tests("sse")
 WebsocketChatTests = _transport_tests("websocket")
+
+
+class SSEResumeHeaderTests(ChatTestCase):
+    """EventSource's own reconnect keeps its first URL; the header's id is the newer one."""
+
+    @inlineCallbacks
+    def test_last_event_id_header_wins_over_a_stale_url_id(self):
+        ann = yield self.browser()
+        yield ann.post("/join", user="ann")
+        for n in range(3):
+            yield ann.post("/msg", user="ann", msg=f"m{n}")
+        stream, status = yield self.connect(ann, "ann", "sse", last_event_id=1, headers={"Last-Event-ID": "3"})
+        self.assertEqual(status, 200)
+        yield stream.wait_for_events(1)
+        self.assertEqual([e["id"] for e in stream.events], [4])

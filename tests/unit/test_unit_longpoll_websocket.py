@@ -60,7 +60,7 @@ class LongPollTests(TransportTestCase):
     def test_without_last_event_id_answers_at_once_with_open(self):
         self.hub.event([OTHER], "not ann's")
         request, _ = self.poll()
-        self.assertEqual(self.answer(request), [{"type": "open", "id": 1}])
+        self.assertEqual(self.answer(request), [{"type": "open", "id": 1, "epoch": self.hub.epoch}])
         self.assertEqual(self.comet.connections, set())
         self.assertEqual(self.hub.listener_count(KEY), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -73,7 +73,7 @@ class LongPollTests(TransportTestCase):
         self.assertEqual(
             self.answer(request),
             [
-                {"type": "open", "id": 0},
+                {"type": "open", "id": 0, "epoch": self.hub.epoch},
                 {"type": "event", "id": 1, "time": 0.0, "data": "queued 1"},
                 {"type": "event", "id": 3, "time": 0.0, "data": "queued 2"},
             ],
@@ -175,7 +175,7 @@ class LongPollTests(TransportTestCase):
         request = DummyRequest([b""])
         result = LongPollResource(self.comet, KEY, None).render(request)
         self.assertIs(result, NOT_DONE_YET)
-        self.assertEqual(json.loads(request.written[0]), [{"type": "open", "id": 0}])
+        self.assertEqual(json.loads(request.written[0]), [{"type": "open", "id": 0, "epoch": self.hub.epoch}])
 
 
 # -- WebSocket ---------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class WebSocketStreamTests(TransportTestCase):
         self.assertEqual(
             self.received(ws),
             [
-                {"type": "open", "id": 0},
+                {"type": "open", "id": 0, "epoch": self.hub.epoch},
                 {"type": "event", "id": 1, "time": 0.0, "data": "queued"},
                 {"type": "event", "id": 2, "time": 0.0, "data": HOSTILE},
             ],
@@ -296,7 +296,7 @@ class WebSocketStreamTests(TransportTestCase):
         _, ws = self.connect(last_event_id=1)
         self.assertEqual([(m["type"], m["id"]) for m in self.received(ws)], [("open", 1), ("event", 2), ("event", 3)])
         _, ws = self.connect(last_event_id=99)
-        self.assertEqual(self.received(ws), [{"type": "open", "id": 3}, {"type": "reset", "id": 3}])
+        self.assertEqual(self.received(ws), [{"type": "open", "id": 3, "epoch": self.hub.epoch}, {"type": "reset", "id": 3}])
 
     def test_an_event_is_framed_once_for_every_connection(self):
         _, first = self.connect(KEY)

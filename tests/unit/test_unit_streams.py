@@ -144,7 +144,7 @@ class StreamTestsMixin:
         self.assertEqual(
             self.messages(request),
             [
-                {"type": "open", "id": 1},
+                {"type": "open", "id": 1, "epoch": self.hub.epoch},
                 {"type": "event", "id": 2, "time": 0.0, "data": "queued for ann"},
                 {"type": "event", "id": 3, "time": 0.0, "data": "live"},
             ],
@@ -167,7 +167,7 @@ class StreamTestsMixin:
         for n in range(5):
             hub.event([KEY], f"e{n + 1}")
         request, _ = self.open_stream(last_event_id=1, comet=comet)
-        self.assertEqual(self.messages(request), [{"type": "open", "id": 5}, {"type": "reset", "id": 5}])
+        self.assertEqual(self.messages(request), [{"type": "open", "id": 5, "epoch": hub.epoch}, {"type": "reset", "id": 5}])
 
     def test_messages_are_html_safe(self):
         request, _ = self.open_stream()

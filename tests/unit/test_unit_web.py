@@ -540,7 +540,7 @@ class CometOverWebTests(WebTestCase):
         self.assertEqual(answer.code, 200)
         self.assertEqual(answer.header("content-type"), [b"application/json"])
         self.assertEqual(answer.header("cache-control"), [b"no-cache, no-store"])
-        self.assertEqual(answer.json(), [{"type": "open", "id": 0}])
+        self.assertEqual(answer.json(), [{"type": "open", "id": 0, "epoch": self.hub.epoch}])
 
     def test_sse_resumes_from_the_last_event_id_header(self):
         ann = self.browser()
