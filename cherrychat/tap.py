@@ -21,6 +21,7 @@ from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import Hub
 from cherrychat.metrics import metrics_resource
 from cherrychat.store import HistoryStore
+from cherrychat.security_options import SECURITY_PARAMETERS, opt_allowed_origin, opt_trusted_proxy, web_security
 from cherrychat.web import ChatWeb
 
 log = Logger()
@@ -52,11 +53,15 @@ class Options(usage.Options):
         ["retain-seconds", None, 3600.0, "Age after which a client can no longer resume from an event (it gets a reset and reloads the history).", _positive(float)],
         ["max-connections", None, 20000, "Open comet connections in all; more get 503.", _positive(int)],
         ["max-queued-bytes", None, 1048576, "Bytes queued for a client that cannot keep up before it is disconnected.", _positive(int)],
+        *SECURITY_PARAMETERS,
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+
+    opt_allowed_origin = opt_allowed_origin
+    opt_trusted_proxy = opt_trusted_proxy
 
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint description, e.g. tcp:4700:interface=127.0.0.1,
@@ -174,9 +179,8 @@ class CherryChatService(MultiService):
             ),
         )
         healthy = self.backplane.healthy if self.backplane is not None else (lambda: True)
-        self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy)
-        self.site = Site(self.web.resource())
-        self.site.displayTracebacks = False
+        self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy, **web_security(config))
+        self.site = self.web.site()
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
         if config["metrics-listen"]:
             metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals))

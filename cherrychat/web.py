@@ -20,7 +20,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import Site
 from twisted.web.static import File
+from twisted.web.websocket import WebSocketResource
 from werkzeug.exceptions import HTTPException
 
 from cherrychat import validation
@@ -28,6 +30,9 @@ from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, connection_resource
 from cherrychat.errors import BadRequest, Refused
 from cherrychat.hub import make_key
+from cherrychat.limits import Limits, LimitSettings, channel_factory, request_factory
+from cherrychat.origins import OriginPolicy
+from cherrychat.publish import Publisher
 from cherrychat.sessions import session_of
 
 log = Logger()
@@ -132,17 +137,37 @@ class ChatWeb:
         comet: Comet,
         static_directory: Path,
         healthy: Callable[[], bool] = lambda: True,
+        limits: LimitSettings | None = None,
+        origins: OriginPolicy | None = None,
+        publisher: Publisher | None = None,
     ):
         self.chat = chat
         self.healthy = healthy
         self.comet = comet
         self.static = StaticFiles(str(static_directory))
+        #: the bounds per request, connection, session and address; timed by the comet clock
+        self.limits = Limits(limits or LimitSettings(), comet.clock)
+        #: which pages may change state or open a WebSocket
+        self.origins = origins or OriginPolicy()
+        #: POST /event; without a token the route answers 404
+        self.publisher = publisher or Publisher(None)
         #: refused requests by status code, for /metrics
         self.refusals: Counter[int] = Counter()
 
     def resource(self) -> IResource:
         """The root resource to serve, with the daemon's headers on every response."""
         return DefaultHeaders(self.app.resource())
+
+    def site(self) -> Site:
+        """The site to listen with: the resource, and requests that enforce the size bounds."""
+        factory = request_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal)
+        site = Site(self.resource(), requestFactory=factory)
+        site.protocol = channel_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal)  # type: ignore[assignment]
+        site.displayTracebacks = False
+        return site
+
+    def _count_refusal(self, code: int) -> None:
+        self.refusals[code] += 1
 
     # -- the page ------------------------------------------------------------------
 
@@ -176,7 +201,9 @@ class ChatWeb:
     @app.route("/join", methods=["GET", "POST"])
     def join(self, request: IRequest) -> Deferred:
         """Claim a nickname for the caller's session and join the room."""
+        self.origins.check(request)
         session = session_of(request)
+        self.limits.check_rate(request, session)
         user = validation.nickname(argument(request, "user"))
         label = validation.session_label(argument(request, "session"))
         joining = maybeDeferred(self.chat.join, user, session, label)
@@ -185,7 +212,9 @@ class ChatWeb:
     @app.route("/msg", methods=["GET", "POST"])
     def msg(self, request: IRequest) -> Deferred:
         """Send a message to every member, as the caller's own nickname only."""
+        self.origins.check(request)
         session = session_of(request)
+        self.limits.check_rate(request, session)
         user = validation.nickname(argument(request, "user"))
         validation.session_label(argument(request, "session"))
         text = validation.message(argument(request, "msg"))
@@ -201,14 +230,51 @@ class ChatWeb:
         label = validation.session_label(argument(request, "session"))
         transport = argument(request, "transport")
         last_event_id = validation.event_id(argument(request, "last_event_id"))
-        if last_event_id is None and transport == "sse":
-            header = request.getHeader(b"last-event-id")
-            last_event_id = validation.event_id(header.decode("latin-1") if header else None)
+        header = request.getHeader(b"last-event-id") if transport == "sse" else None
+        if header:
+            # EventSource's own reconnect keeps the URL it started with, but sends the id
+            # it saw last in this header: the header is the newer of the two.
+            last_event_id = validation.event_id(header.decode("latin-1"))
+        epoch = validation.epoch(argument(request, "epoch"))
         if transport == "websocket":
             check_websocket_handshake(request)
+            self.origins.check_websocket(request)
         key = make_key(user, label, self.chat.location)
-        resource = connection_resource(self.comet, transport, key, last_event_id)
-        return maybeDeferred(self.chat.claim, user, session).addCallback(lambda _: resource)
+        resource = connection_resource(self.comet, transport, key, last_event_id, epoch)
+        address = self.limits.client_address(request)
+        # Refused before the claim, so that a refusal reserves no nickname.
+        self.limits.connections.check(session, address)
+        claiming = maybeDeferred(self.chat.claim, user, session)
+        return claiming.addCallback(lambda _: self._counted(request, resource, session, address))
+
+    def _counted(self, request: IRequest, resource: IResource, session: str, address: str) -> IResource:
+        """Count the connection against its session and address until it ends.
+
+        A streaming or long-poll response ends when its request finishes. A WebSocket's
+        request never finishes after the upgrade (the channel hands the socket over), so
+        its count ends when the WebSocket's own connection is lost.
+        """
+        release = self.limits.connections.open(session, address)
+        request.notifyFinish().addBoth(lambda _: release())
+        if isinstance(resource, WebSocketResource):
+            resource.factory = _ReleasingFactory(resource.factory, release)
+        return resource
+
+    # -- publishing from other processes ------------------------------------------
+
+    @app.route("/event", methods=["POST"])
+    def event(self, request: IRequest) -> Deferred:
+        """``hub.event(keys, payload)`` for a holder of the publishing token."""
+        self.publisher.authorize(request)
+        self.origins.check(request)
+        keys, payload = self.publisher.parse(request)
+        publishing = maybeDeferred(self.comet.hub.event, keys, payload)
+
+        def ids(published: Any) -> bytes:
+            numbers = [item if isinstance(item, int) else item.id for item in published]
+            return as_json(request, {"ids": numbers})
+
+        return publishing.addCallback(ids)
 
     # -- JSON views ----------------------------------------------------------------
 
@@ -252,6 +318,36 @@ class ChatWeb:
         """A bug: logged in full here, a bare 500 for the client, never a traceback."""
         log.failure("request {uri} failed", failure, uri=request.uri)
         return plain(request, "internal error", 500)
+
+
+class _ReleasingProtocol:
+    """A WebSocket protocol that also runs ``release`` when its connection is lost."""
+
+    def __init__(self, protocol: Any, release: Callable[[], None]):
+        self._protocol = protocol
+        self._release = release
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol, name)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Forward, then uncount the connection."""
+        try:
+            self._protocol.connectionLost(reason)
+        finally:
+            self._release()
+
+
+class _ReleasingFactory:
+    """Wraps a WebSocket factory so that the protocol it builds uncounts itself."""
+
+    def __init__(self, factory: Any, release: Callable[[], None]):
+        self._factory = factory
+        self._release = release
+
+    def buildProtocol(self, request: IRequest) -> Any:
+        """The wrapped factory's protocol, wrapped."""
+        return _ReleasingProtocol(self._factory.buildProtocol(request), self._release)
 
 
 class DefaultHeaders(Resource):
