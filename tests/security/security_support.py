@@ -45,6 +45,8 @@ class Answer:
     """One raw HTTP response: status, headers (lower-case names) and body."""
 
     def __init__(self, raw: bytes):
+        while raw.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"):  # interim answers
+            raw = raw[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
         self.raw = raw
         match = _STATUS.match(raw)
         self.code = int(match.group(1)) if match else None
