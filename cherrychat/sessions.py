@@ -31,7 +31,7 @@ def session_of(request: IRequest) -> str:
         token = presented.decode("ascii")
     else:
         token = new_token()
-        request.addCookie(
+        request.addCookie(  # type: ignore[call-arg]
             COOKIE_NAME,
             token.encode("ascii"),
             path=b"/",

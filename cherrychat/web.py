@@ -100,8 +100,8 @@ class StaticFiles(File):
 
     contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
                     ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8"}
-    childNotFound = PlainRefusal(404, "not found")
-    forbidden = PlainRefusal(403, "forbidden")
+    childNotFound = PlainRefusal(404, "not found")  # type: ignore[assignment]
+    forbidden = PlainRefusal(403, "forbidden")  # type: ignore[assignment]
 
     def directoryListing(self) -> Resource:
         """Folders are not listed."""
@@ -255,7 +255,8 @@ class ChatWeb:
         its count ends when the WebSocket's own connection is lost.
         """
         release = self.limits.connections.open(session, address)
-        request.notifyFinish().addBoth(lambda _: release())
+        finished: Deferred = request.notifyFinish()  # type: ignore[attr-defined]
+        finished.addBoth(lambda _: release())
         if isinstance(resource, WebSocketResource):
             resource.factory = _ReleasingFactory(resource.factory, release)
         return resource
