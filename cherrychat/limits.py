@@ -52,7 +52,7 @@ class LimitSettings:
     #: bytes of the request target (path and query string); more get 414
     max_url_bytes: int = 14336
     #: bytes of a request body; more get 413 before the body is read
-    max_body_bytes: int = 262144
+    max_body_bytes: int = 1048576
     #: open comet connections of one browser session; more get 429
     max_connections_per_session: int = 20
     #: open comet connections from one client address; more get 429
