@@ -58,7 +58,9 @@ def plan(mode: str, servers: list[Server]) -> Plan:
     p.runs = [(s, t, n) for n in (1000, 10000) for s, t in every if t != "longpoll" or n == 1000]
     p.runs += [(s, t, 5000) for s, t in PRIMARY if t == "sse"]
     p.runs.sort(key=lambda r: (r[0] != "cherrychat", r[0], r[1], r[2]))
-    p.capacity = [("cherrychat", "sse", 19000), ("nchan", "sse", 19000)]
+    # Nchan is left out here: nginx's 20,000 worker_connections hold only about 18,800
+    # subscribers, and waiting for the rest took four minutes of the budget.
+    p.capacity = [("cherrychat", "sse", 19000)]
     p.profile_n = 10000
     return p
 
