@@ -64,6 +64,7 @@ class ChatRoom:
         self.location = location
         self.presence_timeout = presence_timeout
         self._nicknames: dict[str, _Nickname] = {}
+        self._member_keys: frozenset[str] | None = None
         hub.observe_presence(self._presence_changed)
 
     # -- the tutorial's API ----------------------------------------------------------
@@ -89,6 +90,7 @@ class ChatRoom:
             return False
         holder.joined = True
         holder.labels.add(label)
+        self._member_keys = None
         if not holder.online_keys:
             self._start_expiry(user, holder)
         if newly_joined:
@@ -116,14 +118,20 @@ class ChatRoom:
         holder = self._nicknames.get(user)
         return holder.session if holder is not None else None
 
-    def member_keys(self) -> list[str]:
-        """The orbit keys of every member: where chat events go."""
-        return [
-            make_key(user, label, self.location)
-            for user, holder in self._nicknames.items()
-            if holder.joined
-            for label in holder.labels
-        ]
+    def member_keys(self) -> frozenset[str]:
+        """The orbit keys of every member: where chat events go.
+
+        One snapshot serves every event until membership changes, so retained events
+        share it rather than each holding a copy of the member list.
+        """
+        if self._member_keys is None:
+            self._member_keys = frozenset(
+                make_key(user, label, self.location)
+                for user, holder in self._nicknames.items()
+                if holder.joined
+                for label in holder.labels
+            )
+        return self._member_keys
 
     # -- internals -------------------------------------------------------------------
 
@@ -169,6 +177,7 @@ class ChatRoom:
         if self._nicknames.get(user) is not holder or holder.online_keys:
             return
         del self._nicknames[user]
+        self._member_keys = None
         for label in holder.labels:
             self.hub.forget(make_key(user, label, self.location))
         if holder.joined:

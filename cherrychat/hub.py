@@ -179,6 +179,8 @@ class Hub:
         self.backplane: Backplane | None = None
         #: names this history: ids resume only within one epoch (a new one after a wipe)
         self.epoch = secrets.token_hex(8)
+        self._grouped_keys: frozenset[str] | None = None
+        self._grouped: dict[str, frozenset[str]] = {}
 
     # -- publishing ------------------------------------------------------------------
 
@@ -198,21 +200,35 @@ class Hub:
             for key in keys:
                 parse_key(key)
             return self.backplane.publish(keys, payload)
-        by_location: dict[str, list[str]] = {}
-        for key in keys:
-            state = self._keys.get(key)
-            location = state.location if state is not None else parse_key(key)[2]
-            by_location.setdefault(location, []).append(key)
         now = self.clock.seconds()
         published = []
-        for location, location_keys in by_location.items():
-            event = self.channel(location).append(payload, frozenset(location_keys), now)
+        for location, location_keys in self._by_location(keys).items():
+            event = self.channel(location).append(payload, location_keys, now)
             self.published += 1
             self._fan_out(event, now)
             for observer in self._event_observers:
                 observer(event)
             published.append(event)
         return published
+
+    def _by_location(self, keys: Iterable[str]) -> dict[str, frozenset[str]]:
+        # A caller that publishes to the same frozenset again (the chat room's member
+        # snapshot) gets it grouped once, and every event it makes shares that one set
+        # as its recipients, instead of a copy per event.
+        if keys is self._grouped_keys:
+            return self._grouped
+        by_location: dict[str, list[str]] = {}
+        for key in keys:
+            state = self._keys.get(key)
+            location = state.location if state is not None else parse_key(key)[2]
+            by_location.setdefault(location, []).append(key)
+        if isinstance(keys, frozenset) and len(by_location) == 1:
+            grouped = {location: keys for location in by_location}
+        else:
+            grouped = {location: frozenset(group) for location, group in by_location.items()}
+        if isinstance(keys, frozenset):
+            self._grouped_keys, self._grouped = keys, grouped
+        return grouped
 
     def receive(self, event: Event) -> bool:
         """Take an event numbered by the backplane: retain it and hand it to listeners.
