@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from cherrychat.comet.framing import Framing
 from cherrychat.comet.messages import RECONNECT, open_message, reset_message
+from cherrychat.comet.sending import OUTBOX
 from cherrychat.errors import Unavailable
 from cherrychat.hub import Event, Hub, Subscription
 
@@ -196,7 +197,7 @@ class HTTPStream:
                 self.comet.slow_clients_dropped += 1
                 self.abort()
             return
-        self._socket.write(data)
+        OUTBOX.write(self._socket, data)
         self._written += len(data)
         self.comet.bytes_written += len(data)
         self._active = True
@@ -206,8 +207,7 @@ class HTTPStream:
     def _recycle(self) -> None:
         # The client's buffer (responseText, the iframe's DOM) grows with the stream; end
         # it so the client reconnects, resuming from its last event id.
-        self.request.write(self.framing.frame(RECONNECT))
-        self._end()
+        self._end(self.framing.frame(RECONNECT))
 
     # -- push producer ---------------------------------------------------------------
 
@@ -251,10 +251,13 @@ class HTTPStream:
             # The client is not reading; what is queued would only be dropped later.
             self.abort()
             return
-        self.request.write(self.framing.frame(RECONNECT))
-        self._end()
+        self._end(self.framing.frame(RECONNECT))
 
-    def _end(self) -> None:
+    def _end(self, last_frame: bytes) -> None:
+        # What the outbox holds for this connection goes first, then the last frame and
+        # the end of the response through the request.
+        OUTBOX.flush_one(self._socket)
+        self.request.write(last_frame)
         self._closed = True
         self._detach()
         self.request.unregisterProducer()
@@ -267,6 +270,7 @@ class HTTPStream:
         self._detach()
         transport = self.request.channel.transport  # type: ignore[attr-defined]
         if transport is not None:
+            OUTBOX.discard(transport)
             transport.abortConnection()
 
     def _finished(self, result: object) -> None:

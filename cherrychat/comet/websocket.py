@@ -18,6 +18,7 @@ from twisted.web.websocket import WebSocketResource, WebSocketTransport
 from zope.interface import implementer
 
 from cherrychat.comet.core import Comet
+from cherrychat.comet.sending import OUTBOX
 from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
 from cherrychat.hub import Event
 
@@ -123,7 +124,7 @@ class WebSocketStream:
             return
         # Server frames carry no mask and no per-connection state, so the bytes built
         # once per event are written as they are.
-        self._ws.transport.write(frame)  # type: ignore[attr-defined]
+        OUTBOX.write(self._ws.transport, frame)  # type: ignore[attr-defined]
         self.comet.bytes_written += len(frame)
 
     # -- push producer ---------------------------------------------------------------
@@ -155,6 +156,7 @@ class WebSocketStream:
             self._abort()
             return
         self._awaiting_pong = True
+        OUTBOX.flush_one(self._ws.transport)  # type: ignore[attr-defined]
         self._ws.ping(b"cherrychat")
 
     def close_for_restart(self) -> None:
@@ -164,6 +166,7 @@ class WebSocketStream:
         self._send(text_frame(RECONNECT))
         self._closed = True
         self._detach()
+        OUTBOX.flush_one(self._ws.transport)  # type: ignore[attr-defined]
         self._ws.loseConnection(_GOING_AWAY)
 
     def _abort(self) -> None:
@@ -171,6 +174,7 @@ class WebSocketStream:
         self._queue.clear()
         self._detach()
         if self._ws is not None:
+            OUTBOX.discard(self._ws.transport)  # type: ignore[attr-defined]
             self._ws.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _detach(self) -> None:
