@@ -59,7 +59,7 @@ class LimitSettings:
     max_connections_per_address: int = 1000
     #: /join and /msg per second per session (sustained), and the bucket's size
     rate_limit: float = 10.0
-    rate_burst: int = 1000
+    rate_burst: int = 30
     #: /join and /msg per second per client address (sustained), and the bucket's size
     address_rate_limit: float = 50.0
     address_rate_burst: int = 2000
