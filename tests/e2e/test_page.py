@@ -75,7 +75,8 @@ class PageTests(BrowserTestCase):
 
     def test_history_for_newcomers(self) -> None:
         """A newcomer sees the last 50 events, and nothing twice after joining."""
-        daemon = self.start_daemon()
+        # Fifty-five messages from one session at once: more than the default rate burst.
+        daemon = self.start_daemon(extra=["--rate-burst", "100"])
         ann = self.open_page(daemon.url)
         ann.join("ann")
         ann.page.evaluate(
@@ -99,7 +100,7 @@ class PageTests(BrowserTestCase):
 
     def test_box_follows_unless_scrolled_up(self) -> None:
         """New messages scroll into view, except while the reader looks further up."""
-        daemon = self.start_daemon()
+        daemon = self.start_daemon(extra=["--rate-burst", "100"])  # bursts of 30 messages
         ann = self.open_page(daemon.url, viewport={"width": 800, "height": 500})
         ann.join("ann")
         post = """async n => {
