@@ -37,7 +37,12 @@ function cherrychat(gen, spec) {
     if (last !== null && last !== undefined) p += `&last_event_id=${last}`;
     return p;
   };
-  const headers = (s) => (spec.cookies ? { Cookie: `cherrychat_session=${spec.cookies[member(s)]}` } : {});
+  // A member joined by the bench polls with its session; otherwise a poller keeps the
+  // session its first answer set, as a browser does (its nickname is claimed by it).
+  const headers = (s) => {
+    const token = spec.cookies ? spec.cookies[member(s)] : s.state.session;
+    return token ? { Cookie: `cherrychat_session=${token}` } : {};
+  };
   return {
     firstRequest(s) {
       if (transport === 'longpoll') {
@@ -53,6 +58,10 @@ function cherrychat(gen, spec) {
       if (text.includes('"type":"open"')) s.markReady();
     },
     onPollResponse(s, status, hdrs, text) {
+      const set = /cherrychat_session=([^;\n]+)/.exec(hdrs['set-cookie'] || '');
+      if (set) s.state.session = set[1];
+      // A refused poll (409, 429, 503) is not retried at once: that would only spin.
+      if (status !== 200) return null;
       const id = maxId(text);
       if (id !== null) s.state.last = Math.max(s.state.last ?? 0, id);
       s.markReady();
