@@ -250,15 +250,15 @@ class ChatWeb:
     def _counted(self, request: IRequest, resource: IResource, session: str, address: str) -> IResource:
         """Count the connection against its session and address until it ends.
 
-        A streaming or long-poll response ends when its request finishes. A WebSocket's
-        request never finishes after the upgrade (the channel hands the socket over), so
-        its count ends when the WebSocket's own connection is lost.
+        Streams and polls say themselves when they end (a stream may outlive its request
+        object, see :mod:`cherrychat.comet.core`). A WebSocket's request never finishes
+        after the upgrade, so its count ends when the WebSocket's own connection is lost.
         """
         release = self.limits.connections.open(session, address)
-        finished: Deferred = request.notifyFinish()  # type: ignore[attr-defined]
-        finished.addBoth(lambda _: release())
         if isinstance(resource, WebSocketResource):
             resource.factory = _ReleasingFactory(resource.factory, release)
+        else:
+            resource.on_close = release  # type: ignore[attr-defined]
         return resource
 
     # -- publishing from other processes ------------------------------------------

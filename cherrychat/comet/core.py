@@ -6,20 +6,27 @@ heartbeat tick to all of them from one timer, and closes them at shutdown.
 
 :class:`HTTPStream` is one streaming response (iframe, xhrstream, sse): it writes the
 transport's prelude, the ``open`` message and the backlog, then each live event's frame. It
-is a push producer on its request, so when the client's socket does not keep up it stops
+is a push producer on its connection, so when the client's socket does not keep up it stops
 writing and queues, up to a bound; past the bound the client is disconnected and resumes
 later with its last event id.
+
+Once its headers are sent, a stream on a plain TCP connection takes the connection over
+from twisted.web: it becomes the socket's protocol and producer, and the HTTP channel and
+request, which a held response never needs again, are let go. That keeps an idle stream to
+the socket, this object and its place in the hub, a few KiB less than a request per stream
+(the memory figures in docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -27,7 +34,7 @@ from zope.interface import implementer
 
 from cherrychat.comet.framing import Framing
 from cherrychat.comet.messages import RECONNECT, open_message, reset_message
-from cherrychat.comet.sending import OUTBOX
+from cherrychat.comet.sending import OUTBOX, plain_tcp
 from cherrychat.errors import Unavailable
 from cherrychat.hub import Event, Hub, Subscription
 
@@ -130,38 +137,83 @@ class Comet:
 class HTTPStream:
     """One streaming HTTP response for one orbit key; a hub listener and push producer."""
 
-    def __init__(self, comet: Comet, framing: Framing, request: IRequest, key: str):
+    # Thousands of these are held at once: no per-instance dict.
+    __slots__ = (
+        "comet", "framing", "transport_name", "request", "key", "on_close", "_paused", "_queue",
+        "_queued_bytes", "_written", "_active", "_stalled_ticks", "_closed", "_chunked", "_wire_key",
+        "_socket", "_own_socket",
+    )
+
+    def __init__(
+        self, comet: Comet, framing: Framing, request: IRequest, key: str,
+        on_close: Callable[[], None] | None = None,
+    ):
         self.comet = comet
         self.framing = framing
         self.transport_name = framing.name
-        self.request = request
+        self.request: IRequest | None = request
         self.key = key
+        #: called once when the stream ends, however it ends
+        self.on_close = on_close
         self._paused = False
-        self._queue: deque[bytes] = deque()
+        # Created on the first frame that must wait: most streams never need one.
+        self._queue: list[bytes] | None = None
         self._queued_bytes = 0
         self._written = 0
         self._active = False
         self._stalled_ticks = 0
         self._closed = False
+        self._chunked = False
+        self._wire_key = self.transport_name
+        self._socket: Any = None
+        #: True once the stream is the socket's protocol (see :meth:`_take_over`)
+        self._own_socket = False
 
     def start(self, last_event_id: int | None, epoch: str | None = None) -> None:
         """Send headers, prelude, ``open`` and the backlog, then stay subscribed."""
         request = self.request
+        assert request is not None
         set_stream_headers(request, self.framing.content_type)
         for name, value in self.framing.headers.items():
             request.setHeader(name, value)
+        channel: Any = getattr(request, "channel", None)
+        self._socket = getattr(channel, "transport", None)
+        if self._socket is None:
+            # The client left before the stream began.
+            self._closed = True
+            self._close_hook()
+            return
+        take_over = plain_tcp(self._socket) and self._socket.protocol is channel
+        if take_over:
+            # The stream closes the connection when it ends: no client may reuse it.
+            request.setHeader(b"connection", b"close")
         # Send the headers now; from here on frames go straight to the connection's
         # transport, already in the response's transfer coding, so that an event's wire
         # bytes are built once for every stream of this transport.
         request.write(b"")
         self._chunked = bool(getattr(request, "chunked", False))
         self._wire_key = self.transport_name + ("/chunked" if self._chunked else "")
-        self._socket = request.channel.transport  # type: ignore[attr-defined]
         subscription = self.comet.hub.subscribe(self.key, self, last_event_id, epoch)
         self.comet.add(self)
-        request.registerProducer(self, True)
-        request.notifyFinish().addBoth(self._finished)
+        if take_over:
+            self._take_over(request, channel)
+        else:
+            request.registerProducer(self, True)
+            request.notifyFinish().addBoth(self._finished)
         self._send(self.framing.prelude + self._opening(subscription))
+
+    def _take_over(self, request: IRequest, channel: Any) -> None:
+        # The stream becomes the socket's protocol and producer. The channel had stopped
+        # its idle timer for the request and reads on only to buffer; nothing else of the
+        # request is needed, so the access log gets its line now and both are let go.
+        socket = self._socket
+        socket.unregisterProducer()
+        socket.protocol = self
+        socket.registerProducer(self, True)
+        self._own_socket = True
+        channel.factory.log(request)
+        channel.requests = []
+        self.request = None
 
     def _opening(self, subscription: Subscription) -> bytes:
         frame = self.framing.frame
@@ -191,6 +243,8 @@ class HTTPStream:
         if self._closed:
             return
         if self._paused:
+            if self._queue is None:
+                self._queue = []
             self._queue.append(data)
             self._queued_bytes += len(data)
             if self._queued_bytes > self.comet.settings.max_queued_bytes:
@@ -209,6 +263,15 @@ class HTTPStream:
         # it so the client reconnects, resuming from its last event id.
         self._end(self.framing.frame(RECONNECT))
 
+    # -- the socket's protocol, once taken over ----------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """A client sends nothing on a stream (a pipelined request waits for no answer)."""
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """The client went away, or the stream closed the connection."""
+        self._finished(reason)
+
     # -- push producer ---------------------------------------------------------------
 
     def pauseProducing(self) -> None:
@@ -221,7 +284,7 @@ class HTTPStream:
         self._stalled_ticks = 0
         if self._queue:
             data = b"".join(self._queue)
-            self._queue.clear()
+            self._queue = None
             self._queued_bytes = 0
             self._send_wire(data)
 
@@ -255,23 +318,32 @@ class HTTPStream:
 
     def _end(self, last_frame: bytes) -> None:
         # What the outbox holds for this connection goes first, then the last frame and
-        # the end of the response through the request.
-        OUTBOX.flush_one(self._socket)
-        self.request.write(last_frame)
+        # the end of the response.
+        socket = self._socket
+        OUTBOX.flush_one(socket)
         self._closed = True
         self._detach()
-        self.request.unregisterProducer()
-        self.request.finish()
+        if self._own_socket:
+            # The response ends with its last chunk (or, unchunked, with the connection).
+            socket.write(self._wire(last_frame) + (b"0\r\n\r\n" if self._chunked else b""))
+            socket.unregisterProducer()
+            socket.loseConnection()
+            return
+        request = self.request
+        assert request is not None
+        request.write(last_frame)
+        request.unregisterProducer()
+        request.finish()
 
     def abort(self) -> None:
         """Drop the connection at once, discarding what is queued (a slow or dead client)."""
         self._closed = True
-        self._queue.clear()
+        self._queue = None
         self._detach()
-        transport = self.request.channel.transport  # type: ignore[attr-defined]
-        if transport is not None:
-            OUTBOX.discard(transport)
-            transport.abortConnection()
+        socket = self._socket
+        if socket is not None:
+            OUTBOX.discard(socket)
+            socket.abortConnection()
 
     def _finished(self, result: object) -> None:
         # Fired with None when we finished the response, or a Failure when the client
@@ -282,6 +354,12 @@ class HTTPStream:
     def _detach(self) -> None:
         self.comet.hub.unsubscribe(self.key, self)
         self.comet.remove(self)
+        self._close_hook()
+
+    def _close_hook(self) -> None:
+        hook, self.on_close = self.on_close, None
+        if hook is not None:
+            hook()
 
 
 class StreamResource(Resource):
@@ -298,8 +376,10 @@ class StreamResource(Resource):
         self.key = key
         self.last_event_id = last_event_id
         self.epoch = epoch
+        #: called once when the stream ends (the daemon uncounts the connection)
+        self.on_close: Callable[[], None] | None = None
 
     def render(self, request: IRequest) -> int:  # type: ignore[override]
         """Start the stream; it ends when the client goes away or the daemon stops."""
-        HTTPStream(self.comet, self.framing, request, self.key).start(self.last_event_id, self.epoch)
+        HTTPStream(self.comet, self.framing, request, self.key, self.on_close).start(self.last_event_id, self.epoch)
         return NOT_DONE_YET

@@ -7,6 +7,8 @@ passes, so that no proxy times it out; it then answers every retained event afte
 
 from __future__ import annotations
 
+from typing import Callable
+
 from twisted.internet.interfaces import IDelayedCall
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -24,10 +26,12 @@ class LongPoll:
 
     transport_name = "longpoll"
 
-    def __init__(self, comet: Comet, request: IRequest, key: str):
+    def __init__(self, comet: Comet, request: IRequest, key: str, on_close: Callable[[], None] | None = None):
         self.comet = comet
         self.request = request
         self.key = key
+        #: called once when the poll ends, however it ends
+        self.on_close = on_close
         self._pending: list[bytes] = []
         self._timer: IDelayedCall | None = None
         self._answered = False
@@ -83,6 +87,9 @@ class LongPoll:
         self._answered = True
         self.comet.hub.unsubscribe(self.key, self)
         self.comet.remove(self)
+        hook, self.on_close = self.on_close, None
+        if hook is not None:
+            hook()
 
 
 class LongPollResource(Resource):
@@ -96,8 +103,10 @@ class LongPollResource(Resource):
         self.key = key
         self.last_event_id = last_event_id
         self.epoch = epoch
+        #: called once when the poll ends (the daemon uncounts the connection)
+        self.on_close: Callable[[], None] | None = None
 
     def render(self, request: IRequest) -> int:  # type: ignore[override]
         """Start the poll; it answers later."""
-        LongPoll(self.comet, request, self.key).start(self.last_event_id, self.epoch)
+        LongPoll(self.comet, request, self.key, self.on_close).start(self.last_event_id, self.epoch)
         return NOT_DONE_YET

@@ -18,7 +18,8 @@ from typing import Any
 from twisted.internet import tcp
 
 
-def _plain_tcp(transport: Any) -> bool:
+def plain_tcp(transport: Any) -> bool:
+    """Whether ``transport`` is a TCP connection without TLS (its socket is ours to send on)."""
     return isinstance(transport, tcp.Connection) and not transport.TLS
 
 
@@ -33,7 +34,7 @@ def _idle(transport: Any) -> bool:
 
 def send_now(transport: Any, data: bytes) -> None:
     """Write ``data`` to ``transport``, with a direct ``send`` when nothing is waiting."""
-    if _plain_tcp(transport) and _idle(transport):
+    if plain_tcp(transport) and _idle(transport):
         try:
             sent = transport.socket.send(data)
         except (BlockingIOError, InterruptedError):
@@ -55,7 +56,7 @@ class Outbox:
 
     def write(self, transport: Any, data: bytes) -> None:
         """Queue ``data`` for ``transport``; transports that are not plain TCP get it now."""
-        if not _plain_tcp(transport):
+        if not plain_tcp(transport):
             transport.write(data)
             return
         if not self._pending:

@@ -8,7 +8,6 @@ same bytes go to every connection, written straight to the TCP transport.
 from __future__ import annotations
 
 import struct
-from collections import deque
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
@@ -18,7 +17,7 @@ from twisted.web.websocket import WebSocketResource, WebSocketTransport
 from zope.interface import implementer
 
 from cherrychat.comet.core import Comet
-from cherrychat.comet.sending import OUTBOX
+from cherrychat.comet.sending import OUTBOX, plain_tcp
 from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
 from cherrychat.hub import Event
 
@@ -59,7 +58,8 @@ class WebSocketStream:
         self.epoch = epoch
         self._ws: WebSocketTransport | None = None
         self._paused = False
-        self._queue: deque[bytes] = deque()
+        # Created on the first frame that must wait: most connections never need one.
+        self._queue: list[bytes] | None = None
         self._queued_bytes = 0
         self._awaiting_pong = False
         self._closed = False
@@ -83,6 +83,13 @@ class WebSocketStream:
         if getattr(socket, "producer", None) is not None:
             socket.unregisterProducer()
         self._ws.attachProducer(self)
+        channel = getattr(socket, "protocol", None)
+        if plain_tcp(socket) and channel is not None and channel is not self._ws:
+            # The upgraded channel only forwards to the WebSocket protocol now; make that
+            # the socket's protocol and let the channel and its request go (a few KiB per
+            # connection, see docs/BENCHMARKS.md).
+            channel.requests = []
+            socket.protocol = self._ws
         parts = [text_frame(open_message(subscription.cursor, self.comet.hub.epoch))]
         if subscription.gap:
             parts.append(text_frame(reset_message(subscription.cursor)))
@@ -116,6 +123,8 @@ class WebSocketStream:
         if self._closed or self._ws is None:
             return
         if self._paused:
+            if self._queue is None:
+                self._queue = []
             self._queue.append(frame)
             self._queued_bytes += len(frame)
             if self._queued_bytes > self.comet.settings.max_queued_bytes:
@@ -138,7 +147,7 @@ class WebSocketStream:
         self._paused = False
         if self._queue:
             data = b"".join(self._queue)
-            self._queue.clear()
+            self._queue = None
             self._queued_bytes = 0
             self._send(data)
 
@@ -171,7 +180,7 @@ class WebSocketStream:
 
     def _abort(self) -> None:
         self._closed = True
-        self._queue.clear()
+        self._queue = None
         self._detach()
         if self._ws is not None:
             OUTBOX.discard(self._ws.transport)  # type: ignore[attr-defined]

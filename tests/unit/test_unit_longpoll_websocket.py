@@ -171,6 +171,16 @@ class LongPollTests(TransportTestCase):
         self.assertEqual(first.written, second.written)
         self.assertIn(event.frames["json"], first.written[0])
 
+    def test_on_close_runs_once_when_the_poll_answers(self):
+        closed = []
+        request = DummyRequest([b""])
+        poll = LongPoll(self.comet, request, KEY, on_close=lambda: closed.append(1))
+        poll.start(0)
+        self.assertEqual(closed, [])
+        self.hub.event([KEY], "wakes the poll")
+        poll.close_for_restart()
+        self.assertEqual(closed, [1])
+
     def test_resource_renders_not_done_yet(self):
         request = DummyRequest([b""])
         result = LongPollResource(self.comet, KEY, None).render(request)

@@ -246,6 +246,22 @@ class StreamTestsMixin:
         self.comet.tick()
         self.assertEqual(len(request.written), written)
 
+    def test_on_close_runs_once_however_the_stream_ends(self):
+        for end in ("client", "abort", "restart"):
+            closed = []
+            request = StreamRequest()
+            stream = HTTPStream(self.comet, self.framing, request, KEY, on_close=lambda: closed.append(1))
+            stream.start(None)
+            self.assertEqual(closed, [])
+            if end == "client":
+                request.client_goes_away()
+            elif end == "abort":
+                stream.abort()
+            else:
+                stream.close_for_restart()
+            stream.abort()
+            self.assertEqual(closed, [1], end)
+
     def test_stop_sends_reconnect_and_ends_every_stream(self):
         first, _ = self.open_stream(KEY)
         second, _ = self.open_stream(OTHER)
