@@ -224,6 +224,31 @@ class PublishTests(Base):
         self.assertEqual(self.get("/event?" + good, **self.auth()).code, 405)
         self.assertEqual(self.daemon.state(), before)
 
+    def test_json_body_publishes_like_the_form(self) -> None:
+        connection = self.daemon.connect()
+        connection.send(f"GET /cherrychat?user=ann&session=0&transport=xhrstream HTTP/1.1\r\nHost: x\r\nCookie: {self.ann}\r\n\r\n".encode())
+        body = json.dumps({"keys": ["ann, 0, /cherrychat", "bob, 0, /elsewhere"], "payload": "<i>json</i> é"})
+        answer = self.post("/event", body, **self.auth(), **{"Content-Type": "application/json; charset=utf-8"})
+        self.assertEqual(answer.code, 200, answer.raw)
+        self.assertEqual(json.loads(answer.body)["ids"], [2, 1])
+        self.assertIn(b"\\u003ci\\u003ejson\\u003c/i\\u003e \\u00e9", connection.received())
+
+    def test_json_body_refusals_change_nothing(self) -> None:
+        before = self.daemon.state()
+        bad = [
+            "not json", "[1, 2]", '"text"', "{}", '{"payload": "x"}', '{"keys": [], "payload": "x"}',
+            '{"keys": "ann, 0, /cherrychat", "payload": "x"}', '{"keys": [1], "payload": "x"}',
+            '{"keys": ["ann"], "payload": "x"}', '{"keys": ["ann, 0, /cherrychat"]}',
+            '{"keys": ["ann, 0, /cherrychat"], "payload": 5}', '{"keys": ["ann, 0, /cherrychat"], "payload": "\\ud800"}',
+            '{"keys": ["\\udfff, 0, /cherrychat"], "payload": "x"}',
+        ]
+        for body in bad:
+            answer = self.post("/event", body, **self.auth(), **{"Content-Type": "application/json"})
+            self.assertEqual(answer.code, 400, body)
+        too_big = json.dumps({"keys": ["ann, 0, /cherrychat"], "payload": "x" * 65537})
+        self.assertEqual(self.post("/event", too_big, **self.auth(), **{"Content-Type": "application/json"}).code, 413)
+        self.assertEqual(self.daemon.state(), before)
+
     def test_token_is_compared_in_constant_time(self) -> None:
         calls = []
         real = cherrychat.publish.hmac.compare_digest
