@@ -107,8 +107,6 @@ def raw_table(data: dict[str, Any]) -> list[str]:
         note = []
         if r.get("idle_only"):
             note.append("capacity (idle only)")
-        if r.get("per_member", 1) > 1:
-            note.append(f"{r['per_member']} connections per member")
         if r.get("error"):
             note.append(r["error"][:120].replace("|", "/"))
         if r.get("connect", {}).get("failures"):
@@ -188,8 +186,6 @@ def section(data: dict[str, Any], png: str) -> list[str]:
     """Everything one mode's results say."""
     m = data["machine"]
     s = data["settings"]
-    publish = {"msg": "the chat API (`POST /join` per member, `POST /msg` to publish: the daemon has no `/event` yet)",
-               "event": "the hub's HTTP publish API `POST /event`"}.get(data.get("cherrychat_publish") or "", "–")
     out = [f"## {data['mode'].capitalize()} mode: `{data['command']}`", "",
            f"Measured {data['date']} in {data['elapsed_s']:.0f} s on {m['nproc']} cores ({m['cpu']}), kernel {m['kernel']}, "
            f"Python {m['python']}, CherryChat {m['cherrychat']} on Twisted {m['twisted']}, {m['nginx']}, {m['peers']}, "
@@ -197,7 +193,7 @@ def section(data: dict[str, Any], png: str) -> list[str]:
            f"Settings: heartbeat/ping interval {s['heartbeat']} s on every server; idle window {s['idle_s']} s; "
            f"fan-out = {s['messages']} messages of {s['payload_bytes']} bytes published one after another; chat = "
            f"{s['chat_senders']} senders at {s['chat_rate']} messages/s together for {s['chat_s']} s, every subscriber "
-           f"receiving. CherryChat publishes through {publish}.", "",
+           f"receiving. CherryChat is published to through `POST /event` with a JSON body naming every subscriber's key.", "",
            "### Targets", "", *targets(data), "",
            "### CherryChat / peer", "",
            "Ratios are CherryChat's figure divided by the peer's, on the same transport and number of subscribers.", "",

@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         "machine": environment.machine(),
         "settings": asdict(the_plan.settings),
         "labels": {s.name: s.label for s in all_servers()},
-        "cherrychat_publish": by_name["cherrychat"].spec.get("publish") if "cherrychat" in by_name else None,
         "runs": results,
     }
     results_dir = Path(__file__).resolve().parent / "results"

@@ -3,7 +3,6 @@ fan-out and chat scenarios on the same connections."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,6 @@ class Settings:
     chat_senders: int = 5
     chat_rate: float = 5.0  # messages per second, all senders together
     chat_s: float = 8.0
-    # Joining a member costs CherryChat O(members) (every member is told), so the chat
-    # API runs use at most this many members and give each several connections.
-    max_members: int = 1000
     # seconds without a delivery after which a scenario stops waiting for the rest
     quiet_s: float = 10.0
 
@@ -48,18 +44,10 @@ def measure(group: ProcessGroup, server: Server, transport: str, n: int, setting
         pids = server.pids()
         record["rss_base_kib"] = rss_kib(pids)
         spec = {"server": server.name, "port": port, "transport": transport, **server.spec}
-        chat_api = spec.get("publish") == "msg"
-        if chat_api and not idle_only:
-            spec["per_member"] = max(1, math.ceil(n / settings.max_members))
-            record["per_member"] = spec["per_member"]
         gen = LoadGen(group, spec, run_dir, GENERATOR_CORE)
         record["gen_nofile"] = gen.nofile
         if server.name == "cherrychat" and not idle_only:
-            record["prepare"] = gen.command("prepare", 600, n=n, senders=settings.chat_senders, concurrency=16)
-            # Members and their retained join events are not connection state: measure
-            # connections from here.
-            record["rss_members_kib"] = rss_kib(pids) - record["rss_base_kib"]
-            record["rss_base_kib"] = rss_kib(pids)
+            record["prepare"] = gen.command("prepare", 60)
         connect_timeout = 60 + n / 100
         record["connect"] = gen.command("connect", connect_timeout + 30, n=n, timeout_s=connect_timeout,
                                         concurrency=200)

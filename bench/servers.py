@@ -54,29 +54,19 @@ class Server:
 
 
 class CherryChat(Server):
-    """The daemon as installed in this Python, with history in memory."""
+    """The daemon as installed in this Python, with history in memory; the bench publishes
+    through its HTTP publishing API, ``POST /event``."""
 
     def __init__(self) -> None:
         super().__init__("cherrychat", "CherryChat", ("sse", "xhrstream", "longpoll", "websocket"))
-        help_text = subprocess.run([sys.executable, "-m", "twisted", "cherrychat", "--help"],
-                                   capture_output=True, text=True, timeout=60).stdout
-        # The hub's HTTP publish API, when the daemon has it; else the chat API (/join, /msg).
-        self.has_event_api = "--publish-token-file" in help_text
 
     def command(self, port: int, workdir: Path, heartbeat: float, venv_python: Path) -> list[str]:
-        argv = [sys.executable, "-m", "twisted", "cherrychat", "--listen", f"tcp:{port}:interface=127.0.0.1",
-                "--database", ":memory:", "--heartbeat", str(heartbeat),
-                # Members joined by the bench must not leave while the bench sets up.
-                "--presence-timeout", "3600"]
-        if self.has_event_api:
-            token = secrets.token_urlsafe(24)
-            token_file = workdir / "publish-token"
-            token_file.write_text(token)
-            argv += ["--publish-token-file", str(token_file)]
-            self.spec = {"publish": "event", "token": token}
-        else:
-            self.spec = {"publish": "msg"}
-        return argv
+        token = secrets.token_urlsafe(24)
+        token_file = workdir / "publish-token"
+        token_file.write_text(token)
+        self.spec = {"token": token}
+        return [sys.executable, "-m", "twisted", "cherrychat", "--listen", f"tcp:{port}:interface=127.0.0.1",
+                "--database", ":memory:", "--heartbeat", str(heartbeat), "--publish-token-file", str(token_file)]
 
 
 class Nchan(Server):

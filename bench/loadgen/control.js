@@ -41,24 +41,4 @@ function httpRequest(target, method, path, headers = {}, body = undefined, timeo
   });
 }
 
-/** Form-encode `fields`, an array of [name, value] pairs (names may repeat). */
-function form(fields) {
-  return fields.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
-}
-
-/** Run `task(i)` for i in [0, count) with at most `limit` running at once. */
-async function pool(count, limit, task) {
-  let next = 0;
-  const workers = [];
-  for (let w = 0; w < Math.min(limit, count); w++) {
-    workers.push((async () => {
-      while (next < count) {
-        const i = next++;
-        await task(i);
-      }
-    })());
-  }
-  await Promise.all(workers);
-}
-
-module.exports = { httpRequest, form, pool, agent };
+module.exports = { httpRequest, agent };

@@ -16,7 +16,7 @@ const readline = require('readline');
 const { PROFILES } = require('./profiles');
 const { Subscriber } = require('./subscriber');
 const { Recorder, nowUs, payload } = require('./recorder');
-const { httpRequest, form, pool } = require('./control');
+const { httpRequest } = require('./control');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -73,35 +73,14 @@ class Generator {
     return result;
   }
 
-  /**
-   * CherryChat's chat API: join the subscribers and the senders, each in its own
-   * browser session, before anyone connects (so no join event goes out over a stream),
-   * and learn the newest event id so connections can start after it.
-   */
-  async prepare(cmd) {
+  /** CherryChat: learn the newest event id, so that connections start after it. */
+  async prepare() {
     const spec = this.spec;
-    const join = async (user) => {
-      const r = await httpRequest(this, 'POST', '/join', { 'Content-Type': 'application/x-www-form-urlencoded' }, form([['user', user]]));
-      if (r.status !== 200) throw new Error(`join ${user}: ${r.status} ${r.body.trim()}`);
-      const cookie = (r.headers['set-cookie'] || []).join(';');
-      const m = /cherrychat_session=([^;]+)/.exec(cookie);
-      if (!m) throw new Error(`join ${user}: no session cookie`);
-      return m[1];
-    };
     const t0 = Date.now();
-    spec.senderCookies = [];
-    for (let k = 0; k < (cmd.senders || 1); k++) spec.senderCookies.push(await join(`s${k}`));
-    if (spec.publish !== 'event') {
-      const members = Math.ceil(cmd.n / (spec.per_member || 1));
-      spec.cookies = new Array(members);
-      await pool(members, cmd.concurrency || 16, async (i) => {
-        spec.cookies[i] = await join(`u${i}`);
-      });
-    }
     const h = await httpRequest(this, 'GET', '/history?limit=1');
     const events = JSON.parse(h.body).events;
     spec.lastEventId = events.length ? events[events.length - 1].id : 0;
-    return { joined: spec.cookies ? spec.cookies.length : 0, seconds: (Date.now() - t0) / 1000, last_event_id: spec.lastEventId };
+    return { seconds: (Date.now() - t0) / 1000, last_event_id: spec.lastEventId };
   }
 
   /** Open `n` subscribers, at most `concurrency` not yet ready at a time. */
@@ -277,7 +256,7 @@ async function main() {
       const cmd = JSON.parse(line);
       try {
         let result;
-        if (cmd.cmd === 'prepare') result = await gen.measured(() => gen.prepare(cmd));
+        if (cmd.cmd === 'prepare') result = await gen.measured(() => gen.prepare());
         else if (cmd.cmd === 'connect') result = await gen.measured(() => gen.connect(cmd));
         else if (cmd.cmd === 'fanout') result = await gen.measured(() => gen.fanout(cmd));
         else if (cmd.cmd === 'chat') result = await gen.measured(() => gen.chat(cmd));

@@ -8,9 +8,8 @@
  */
 
 const crypto = require('crypto');
-const { httpRequest, form } = require('./control');
+const { httpRequest } = require('./control');
 
-const FORM = { 'Content-Type': 'application/x-www-form-urlencoded' };
 const TEXT = { 'Content-Type': 'text/plain' };
 
 /** Largest `"id":N` in a CherryChat long-poll answer, or null. */
@@ -23,26 +22,19 @@ function maxId(text) {
 }
 
 /**
- * CherryChat: GET /cherrychat?user=uN&session=0&transport=T.
- * spec.cookies[i] is subscriber i's session cookie when the bench joined it first;
+ * CherryChat: GET /cherrychat?user=uN&session=0&transport=T, published to with POST /event.
  * spec.lastEventId makes every connection start after that id (no backlog).
  */
 function cherrychat(gen, spec) {
   const transport = spec.transport;
-  // Several connections may share one member (spec.per_member), all listeners of its key.
-  const per = spec.per_member || 1;
-  const member = (s) => Math.floor(s.index / per);
   const path = (s, last) => {
-    let p = `/cherrychat?user=u${member(s)}&session=0&transport=${transport}`;
+    let p = `/cherrychat?user=u${s.index}&session=0&transport=${transport}`;
     if (last !== null && last !== undefined) p += `&last_event_id=${last}`;
     return p;
   };
-  // A member joined by the bench polls with its session; otherwise a poller keeps the
-  // session its first answer set, as a browser does (its nickname is claimed by it).
-  const headers = (s) => {
-    const token = spec.cookies ? spec.cookies[member(s)] : s.state.session;
-    return token ? { Cookie: `cherrychat_session=${token}` } : {};
-  };
+  // A poller keeps the session its first answer set, as a browser does (its nickname is
+  // claimed by that session).
+  const headers = (s) => (s.state.session ? { Cookie: `cherrychat_session=${s.state.session}` } : {});
   return {
     firstRequest(s) {
       if (transport === 'longpoll') {
@@ -72,18 +64,11 @@ function cherrychat(gen, spec) {
 }
 
 function cherrychatPublisher(gen, spec) {
-  if (spec.publish === 'event') {
-    const keys = [];
-    const members = Math.ceil(spec.n / (spec.per_member || 1));
-    for (let i = 0; i < members; i++) keys.push(`u${i}, 0, /cherrychat`);
-    // The JSON form of POST /event: what a publisher naming thousands of keys sends.
-    const auth = { 'Content-Type': 'application/json', Authorization: `Bearer ${spec.token}` };
-    return (body, sender) => httpRequest(gen, 'POST', '/event', auth, JSON.stringify({ keys, payload: body }));
-  }
-  // The chat API: sender k is member s<k> (the publisher is s0), joined with its cookie.
-  return (body, sender = 0) =>
-    httpRequest(gen, 'POST', '/msg', { ...FORM, Cookie: `cherrychat_session=${spec.senderCookies[sender]}` },
-      form([['user', `s${sender}`], ['msg', body]]));
+  const keys = [];
+  for (let i = 0; i < spec.n; i++) keys.push(`u${i}, 0, /cherrychat`);
+  // The JSON form of POST /event: what a publisher naming thousands of keys sends.
+  const auth = { 'Content-Type': 'application/json', Authorization: `Bearer ${spec.token}` };
+  return (body) => httpRequest(gen, 'POST', '/event', auth, JSON.stringify({ keys, payload: body }));
 }
 
 /** Nchan: /sub subscriber location (EventSource, WebSocket, long-poll), /pub publisher. */
