@@ -66,7 +66,9 @@ class CherryChat(Server):
         token_file.write_text(token)
         self.spec = {"token": token}
         return [sys.executable, "-m", "twisted", "cherrychat", "--listen", f"tcp:{port}:interface=127.0.0.1",
-                "--database", ":memory:", "--heartbeat", str(heartbeat), "--publish-token-file", str(token_file)]
+                "--database", ":memory:", "--heartbeat", str(heartbeat), "--publish-token-file", str(token_file),
+                # As the peers run: nginx with access_log off, aiohttp without a log handler.
+                "--no-access-log"]
 
 
 class Nchan(Server):

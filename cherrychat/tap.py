@@ -43,6 +43,10 @@ def _positive(kind: type) -> Any:
 class Options(usage.Options):
     """The options of ``twistd cherrychat``."""
 
+    optFlags: list[Sequence[Any]] = [
+        ["no-access-log", None, "Write no line per HTTP request to the log (long-polling writes one per poll)."],
+    ]
+
     optParameters: list[Sequence[Any]] = [
         ["metrics-listen", None, None, "Serve /metrics (Prometheus) on this endpoint description, e.g. tcp:9700:interface=127.0.0.1; off by default."],
         ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
@@ -180,7 +184,7 @@ class CherryChatService(MultiService):
         )
         healthy = self.backplane.healthy if self.backplane is not None else (lambda: True)
         self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy, **web_security(config))
-        self.site = self.web.site()
+        self.site = self.web.site(access_log=not config["no-access-log"])
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
         if config["metrics-listen"]:
             metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals))

@@ -18,6 +18,7 @@ from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
@@ -158,10 +159,11 @@ class ChatWeb:
         """The root resource to serve, with the daemon's headers on every response."""
         return DefaultHeaders(self.app.resource())
 
-    def site(self) -> Site:
-        """The site to listen with: the resource, and requests that enforce the size bounds."""
+    def site(self, access_log: bool = True) -> Site:
+        """The site to listen with: the resource, and requests that enforce the size bounds;
+        without ``access_log``, no log line per request."""
         factory = request_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal)
-        site = Site(self.resource(), requestFactory=factory)
+        site = (Site if access_log else QuietSite)(self.resource(), requestFactory=factory)
         site.protocol = channel_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal)  # type: ignore[assignment]
         site.displayTracebacks = False
         return site
@@ -349,6 +351,13 @@ class _ReleasingFactory:
     def buildProtocol(self, request: IRequest) -> Any:
         """The wrapped factory's protocol, wrapped."""
         return _ReleasingProtocol(self._factory.buildProtocol(request), self._release)
+
+
+class QuietSite(Site):
+    """A site that writes no access log line (``--no-access-log``)."""
+
+    def log(self, request: http.Request) -> None:
+        """Log nothing for ``request``."""
 
 
 class DefaultHeaders(Resource):

@@ -121,7 +121,8 @@ class TwistdTests(DaemonTestCase):
             [*twistd_command(), "cherrychat", "--help"], cwd=self.directory, capture_output=True, timeout=60
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        for option in ("--listen", "--presence-timeout", "--heartbeat", "--max-connections", "--retain-events"):
+        for option in ("--listen", "--presence-timeout", "--heartbeat", "--max-connections", "--retain-events",
+                       "--no-access-log"):
             self.assertIn(option.encode(), result.stdout)
 
     def test_two_pages_chat_through_the_installed_daemon(self) -> None:
