@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html import escape
+from typing import Iterable, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -32,6 +33,16 @@ def message_payload(user: str, text: str) -> str:
 def left_payload(user: str) -> str:
     """The event every member gets when ``user`` leaves: ``NAME left``, escaped."""
     return f"{escape(user)} left"
+
+
+class Membership(Protocol):
+    """Where a room records its members, so that they are still members after a restart."""
+
+    def member_saved(self, location: str, user: str, session: str, labels: Iterable[str]) -> None:
+        """``user``, held by ``session``, is a member with these session labels."""
+
+    def member_removed(self, location: str, user: str) -> None:
+        """``user`` left."""
 
 
 @dataclass(eq=False)
@@ -58,11 +69,13 @@ class ChatRoom:
         clock: IReactorTime,
         location: str = CHAT_LOCATION,
         presence_timeout: float = 10.0,
+        membership: Membership | None = None,
     ):
         self.hub = hub
         self.clock = clock
         self.location = location
         self.presence_timeout = presence_timeout
+        self.membership = membership
         self._nicknames: dict[str, _Nickname] = {}
         self._member_keys: frozenset[str] | None = None
         hub.observe_presence(self._presence_changed)
@@ -91,6 +104,8 @@ class ChatRoom:
         holder.joined = True
         holder.labels.add(label)
         self._member_keys = None
+        if self.membership is not None:
+            self.membership.member_saved(self.location, user, holder.session, holder.labels)
         if not holder.online_keys:
             self._start_expiry(user, holder)
         if newly_joined:
@@ -117,6 +132,17 @@ class ChatRoom:
         """The session holding ``user``, or ``None`` when the nickname is free."""
         holder = self._nicknames.get(user)
         return holder.session if holder is not None else None
+
+    def restore(self, members: Iterable[tuple[str, str, Iterable[str]]]) -> None:
+        """Take back the members of a previous run: (user, session, labels).
+
+        They are members again at once, so that what is said before their pages reconnect
+        reaches them; one whose page does not come back within the presence timeout leaves.
+        """
+        for user, session, labels in members:
+            holder = self._nicknames[user] = _Nickname(session, joined=True, labels=set(labels))
+            self._start_expiry(user, holder)
+        self._member_keys = None
 
     def member_keys(self) -> frozenset[str]:
         """The orbit keys of every member: where chat events go.
@@ -181,6 +207,8 @@ class ChatRoom:
         for label in holder.labels:
             self.hub.forget(make_key(user, label, self.location))
         if holder.joined:
+            if self.membership is not None:
+                self.membership.member_removed(self.location, user)
             self._publish(left_payload(user))
 
     def stop(self) -> None:

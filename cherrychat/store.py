@@ -1,16 +1,20 @@
-"""History that survives a restart: events kept in SQLite, written off the reactor thread.
+"""History that survives a restart: events and members kept in SQLite, written off the
+reactor thread.
 
 At start the recent events of every location are read back, so that ids continue where
-they were and clients resume across the restart. While the daemon runs, each published
-event is queued and written in batches by ``twisted.enterprise.adbapi`` in its one database
-thread; the reactor never waits for the disk. Stopping flushes what is queued.
+they were and clients resume across the restart, and so are the room's members, so that a
+restart neither makes them join again nor leaves them out of what is said meanwhile. While
+the daemon runs, each published event is queued and written in batches by
+``twisted.enterprise.adbapi`` in its one database thread, and each change of membership is
+written in the same order; the reactor never waits for the disk. Stopping flushes what is
+queued.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, succeed
@@ -30,6 +34,13 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL,
     recipients TEXT NOT NULL,
     PRIMARY KEY (location, id)
+);
+CREATE TABLE IF NOT EXISTS members (
+    location TEXT NOT NULL,
+    user TEXT NOT NULL,
+    session TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    PRIMARY KEY (location, user)
 )
 """
 #: seconds events may wait in memory before they are written
@@ -89,6 +100,40 @@ class HistoryStore:
         finally:
             connection.close()
         return loaded
+
+    def load_members(self, location: str) -> list[tuple[str, str, list[str]]]:
+        """The members of ``location`` when the daemon stopped: (user, session, labels).
+
+        Runs once at start-up, before the reactor serves anything.
+        """
+        connection = _connect(self.path)
+        try:
+            rows = connection.execute(
+                "SELECT user, session, labels FROM members WHERE location = ? ORDER BY user", (location,)
+            ).fetchall()
+        finally:
+            connection.close()
+        return [(user, session, json.loads(labels)) for user, session, labels in rows]
+
+    def member_saved(self, location: str, user: str, session: str, labels: Iterable[str]) -> None:
+        """Record that ``user`` (held by ``session``) is a member with these labels."""
+        row = (location, user, session, json.dumps(sorted(labels)))
+        self._in_order(lambda cursor: cursor.execute("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)", row))
+
+    def member_removed(self, location: str, user: str) -> None:
+        """Record that ``user`` left."""
+        self._in_order(
+            lambda cursor: cursor.execute("DELETE FROM members WHERE location = ? AND user = ?", (location, user))
+        )
+
+    def _in_order(self, interaction: Callable[[Any], object]) -> None:
+        # After the events published before it, so the file never says more than happened.
+        self.flush()
+        if self._pool is None:
+            return
+        pool = self._pool
+        self._writing = self._writing.addCallback(lambda _: pool.runInteraction(interaction))
+        self._writing.addErrback(lambda failure: log.failure("could not write membership", failure))
 
     def start(self, hub: Hub) -> None:
         """Open the database thread and write every event ``hub`` publishes from now on."""

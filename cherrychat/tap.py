@@ -172,7 +172,9 @@ class CherryChatService(MultiService):
             loaded = self.store.load_into(self.hub)
             log.info("history: {count} events from {path}", count=loaded, path=config["database"])
         if self.backplane is None:
-            self.chat = ChatRoom(self.hub, clock, presence_timeout=config["presence-timeout"])
+            self.chat = ChatRoom(self.hub, clock, presence_timeout=config["presence-timeout"], membership=self.store)
+            if self.store is not None:
+                self.chat.restore(self.store.load_members(self.chat.location))
         self.comet = Comet(
             self.hub,
             clock,

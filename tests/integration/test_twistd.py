@@ -178,15 +178,31 @@ class RestartTests(DaemonTestCase):
         ann.port = port
         status, body = ann.request("GET", "/history")
         self.assertEqual([e["id"] for e in json.loads(body)["events"]], list(range(1, last_seen + 1)))
-        # The page rejoins after a restart (membership lives in memory), then resumes.
-        self.assertEqual(ann.request("POST", "/join", "user=ann")[0], 200)
+        # Members stay members across the restart: no rejoin needed, none announced.
+        self.assertEqual(json.loads(ann.request("GET", "/who")[1]), {"members": ["ann"]})
         self.assertEqual(ann.request("POST", "/msg", "user=ann&msg=after")[0], 200)
+        self.assertEqual(ann.request("POST", "/join", "user=ann"), (200, "already joined\n"))
         status, body = ann.request("GET", f"/cherrychat?user=ann&session=0&transport=longpoll&last_event_id={last_seen}")
         messages = json.loads(body)
-        self.assertEqual(
-            [(m["id"], m["data"]) for m in messages],
-            [(last_seen + 1, "ann joined"), (last_seen + 2, "<b>ann</b> after")],
-        )
+        self.assertEqual([(m["id"], m["data"]) for m in messages], [(last_seen + 1, "<b>ann</b> after")])
+
+    def test_a_member_whose_page_is_slow_to_come_back_misses_nothing(self) -> None:
+        database = os.path.join(self.directory, "chat.sqlite3")
+        port = self.start("--database", database)
+        ann, ben = Page(port), Page(port)
+        self.assertEqual(ann.request("POST", "/join", "user=ann")[0], 200)
+        self.assertEqual(ben.request("POST", "/join", "user=ben")[0], 200)
+        status, body = ben.request("GET", "/history?limit=1")
+        ben_saw = json.loads(body)["events"][-1]["id"]
+        self.assertIn(self.daemon.stop(), (0, -signal.SIGTERM))
+
+        ann.port = ben.port = self.start("--database", database)
+        # Ann is back first and speaks before Ben's page has reconnected.
+        self.assertEqual(ann.request("POST", "/msg", "user=ann&msg=anyone+there%3F")[0], 200)
+        self.assertEqual(ann.request("POST", "/join", "user=ben")[0], 409)
+        status, body = ben.request("GET", f"/cherrychat?user=ben&session=0&transport=longpoll&last_event_id={ben_saw}")
+        self.assertEqual(status, 200)
+        self.assertEqual([m["data"] for m in json.loads(body)], ["<b>ann</b> anyone there?"])
 
     def test_sigterm_tells_streams_to_reconnect_and_exits_promptly(self) -> None:
         port = self.start("--database", os.path.join(self.directory, "chat.sqlite3"))
