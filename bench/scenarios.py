@@ -37,9 +37,10 @@ def measure(group: ProcessGroup, server: Server, transport: str, n: int, setting
     """Run the scenarios for ``server`` over ``transport`` with ``n`` subscribers."""
     record: dict[str, Any] = {"server": server.name, "transport": transport, "n": n}
     run_dir = workdir / f"{server.name}-{transport}-{n}"
-    server.start(group, port, run_dir, settings.heartbeat, venv_python, SERVER_CORE)
     gen: LoadGen | None = None
     try:
+        # Inside the try: a server that fails to start is one failed run, stopped below.
+        server.start(group, port, run_dir, settings.heartbeat, venv_python, SERVER_CORE)
         time.sleep(0.5)
         pids = server.pids()
         record["rss_base_kib"] = rss_kib(pids)
