@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from bench.driver import LoadGen
 from bench.processes import ProcessGroup, cpu_seconds, rss_kib
-from bench.servers import Server
+from bench.servers import CherryChat, Server
 
 SERVER_CORE = 0
 GENERATOR_CORE = 1
@@ -47,7 +47,7 @@ def measure(group: ProcessGroup, server: Server, transport: str, n: int, setting
         spec = {"server": server.name, "port": port, "transport": transport, **server.spec}
         gen = LoadGen(group, spec, run_dir, GENERATOR_CORE)
         record["gen_nofile"] = gen.nofile
-        if server.name == "cherrychat" and not idle_only:
+        if isinstance(server, CherryChat) and not idle_only:
             record["prepare"] = gen.command("prepare", 60)
         connect_timeout = 60 + n / 100
         record["connect"] = gen.command("connect", connect_timeout + 30, n=n, timeout_s=connect_timeout,
