@@ -15,8 +15,10 @@ VENV = BENCH / ".venv"
 # The peers and the tools run from their own virtualenv so that they never touch the
 # daemon's environment.
 VENV_PACKAGES = ["python-socketio", "aiohttp", "sockjs", "matplotlib", "py-spy"]
-APT_PACKAGES = ["nginx-light", "libnginx-mod-nchan"]
+APT_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-server"]
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+# The cherrychat-redis server runs Debian's build, not one found on PATH.
+REDIS_SERVER = Path("/usr/bin/redis-server")
 
 
 def venv_python() -> Path:
@@ -28,8 +30,8 @@ def py_spy() -> Path:
 
 
 def ensure_apt() -> None:
-    """Debian's nginx-light and the Nchan module."""
-    if shutil.which("nginx") and NCHAN_MODULE.exists():
+    """Debian's nginx-light, the Nchan module and redis-server."""
+    if shutil.which("nginx") and NCHAN_MODULE.exists() and REDIS_SERVER.exists():
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
@@ -81,6 +83,7 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "node": version(["node", "--version"]),
         "nginx": version(["nginx", "-v"]),
+        "redis": version([str(REDIS_SERVER), "--version"]),
         "cherrychat": version([sys.executable, "-c", "import cherrychat; print(cherrychat.__version__)"]),
         "twisted": version([sys.executable, "-c", "import twisted; print(twisted.__version__)"]),
         "peers": peers,

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 PEERS = ("nchan", "socketio", "sockjs")
+# Measured against single-daemon CherryChat rather than against the peers.
+SCALE_OUT = "cherrychat-redis"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 
 
@@ -94,6 +96,46 @@ def ratio_table(data: dict[str, Any]) -> list[str]:
                 cells.append(f"{_f(theirs)} | {_f(ratio, 2)}{'×' if ratio is not None else ''}")
             lines.append(f"| {transport} | {n:,} | {title} | {_f(mine)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def scale_out_table(data: dict[str, Any]) -> list[str]:
+    """Two daemons sharing Redis against one daemon, on the same transport and size; empty
+    if no run of both."""
+    keys = sorted({(r["transport"], r["n"]) for r in data["runs"] if r["server"] == SCALE_OUT
+                   and not r.get("idle_only")})
+    pairs = [(t, n, _find(data, "cherrychat", t, n), _find(data, SCALE_OUT, t, n)) for t, n in keys]
+    pairs = [p for p in pairs if p[2] is not None]
+    if not pairs:
+        return []
+    label = data["labels"].get(SCALE_OUT, SCALE_OUT)
+    lines = [f"| transport | subscribers | metric | CherryChat | {label} | ratio |", "|---|---:|---|---:|---:|---:|"]
+    for transport, n, one, two in pairs:
+        for path, title, _ in METRICS:
+            mine, theirs = _metric(two, path), _metric(one, path)
+            ratio = mine / theirs if mine is not None and theirs else None
+            lines.append(f"| {transport} | {n:,} | {title} | {_f(theirs)} | {_f(mine)} | "
+                         f"{_f(ratio, 2)}{'×' if ratio is not None else ''} |")
+        incomplete = [x for x in ("single", "fanout", "chat") if not (_complete(one, x) and _complete(two, x))]
+        if incomplete:
+            lines.append(f"| {transport} | {n:,} | not every delivery arrived in: {', '.join(incomplete)} "
+                         "(see the run table) | | | |")
+    return lines
+
+
+def scale_out_section(data: dict[str, Any]) -> list[str]:
+    """The heading, what the comparison means, and :func:`scale_out_table`."""
+    table = scale_out_table(data)
+    if not table:
+        return []
+    label = data["labels"].get(SCALE_OUT, SCALE_OUT)
+    return [f"### {label} / CherryChat", "",
+            "Two daemons sharing one chat through `--redis`, against one daemon on the same transport and number "
+            "of subscribers. Subscribers alternate between the two daemons; every message is published to the "
+            "first, goes through Redis (a Lua script numbers, stores and `PUBLISH`es it) and is fanned out by "
+            "both. Redis and both daemons run on the same core as the single daemon does, and their RSS and CPU "
+            "are counted together, so this shows what the Redis backplane costs on one core, not what a second "
+            "core would add. Ratios are the two daemons' figure divided by the single daemon's.", "",
+            *table, ""]
 
 
 def raw_table(data: dict[str, Any]) -> list[str]:
@@ -188,7 +230,8 @@ def section(data: dict[str, Any], png: str) -> list[str]:
     s = data["settings"]
     out = [f"## {data['mode'].capitalize()} mode: `{data['command']}`", "",
            f"Measured {data['date']} in {data['elapsed_s']:.0f} s on {m['nproc']} cores ({m['cpu']}), kernel {m['kernel']}, "
-           f"Python {m['python']}, CherryChat {m['cherrychat']} on Twisted {m['twisted']}, {m['nginx']}, {m['peers']}, "
+           f"Python {m['python']}, CherryChat {m['cherrychat']} on Twisted {m['twisted']}, {m['nginx']}, "
+           f"{m['redis'] + ', ' if m.get('redis') else ''}{m['peers']}, "
            f"generator on Node {m['node']}.", "",
            f"Settings: heartbeat/ping interval {s['heartbeat']} s on every server; idle window {s['idle_s']} s; "
            f"fan-out = {s['messages']} messages of {s['payload_bytes']} bytes published one after another; chat = "
@@ -198,6 +241,7 @@ def section(data: dict[str, Any], png: str) -> list[str]:
            "### CherryChat / peer", "",
            "Ratios are CherryChat's figure divided by the peer's, on the same transport and number of subscribers.", "",
            *ratio_table(data), "",
+           *scale_out_section(data),
            "### Every run", "", *raw_table(data), "",
            f"![latency against connections]({png})", "", *profile_section(data)]
     return out
@@ -211,8 +255,11 @@ minutes) or `python -m bench --quick` (under 3 minutes) from the repository root
 `docs/bench-latency.png` and `bench/results/*.json` are written by it. Every figure below is
 measured by that command; nothing is copied from elsewhere.
 
+Beside the peers, "CherryChat ×2 + Redis" is two CherryChat daemons sharing one chat
+through a redis-server of their own (`--redis`), compared with the single daemon.
+
 How it measures: each server runs alone, pinned to core 0 (`taskset -c 0`; nginx with one
-worker), with a fresh process per run. The load generator (`bench/loadgen/`, Node, raw
+worker; both daemons and Redis for "CherryChat ×2 + Redis"), with fresh processes per run. The load generator (`bench/loadgen/`, Node, raw
 sockets, its own HTTP/1.1 and WebSocket client) is pinned to core 1 and reports its own CPU
 use, so a saturated generator shows (the "generator CPU" column). Subscribers connect from
 source addresses spread over 127.0.0.0/8. RSS per connection is the growth of the server's

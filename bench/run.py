@@ -49,6 +49,8 @@ def plan(mode: str, servers: list[Server]) -> Plan:
     if mode == "quick":
         p = Plan(mode, Settings(heartbeat=2.0, idle_s=3.0, chat_s=3.0, chat_rate=5.0, quiet_s=5.0))
         p.runs = [(s, t, n) for n in (500, 1500) for s, t in PRIMARY]
+        # Two daemons sharing Redis once, beside the single daemon at the same size.
+        p.runs.append(("cherrychat-redis", "sse", 1500))
         p.profile_n = 1500
         return p
     p = Plan(mode, Settings(heartbeat=5.0, idle_s=10.0, chat_s=6.0, chat_rate=5.0, quiet_s=8.0))
@@ -69,11 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark CherryChat against Nchan, python-socketio and sockjs (aiohttp): idle capacity, "
-                    "fan-out and chat, over the transports each peer shares with CherryChat. Installs the peers "
-                    "where missing (apt: nginx-light, libnginx-mod-nchan; bench/.venv: python-socketio, sockjs, "
+                    "fan-out and chat, over the transports each peer shares with CherryChat; and two CherryChat "
+                    "daemons sharing one Redis against one daemon. Installs the peers where missing (apt: "
+                    "nginx-light, libnginx-mod-nchan, redis-server; bench/.venv: python-socketio, sockjs, "
                     "aiohttp, matplotlib, py-spy), then writes docs/BENCHMARKS.md and docs/bench-latency.png.")
     parser.add_argument("--quick", action="store_true", help="a smaller plan that finishes in under 3 minutes")
-    parser.add_argument("--servers", default="cherrychat,nchan,socketio,sockjs",
+    parser.add_argument("--servers", default="cherrychat,cherrychat-redis,nchan,socketio,sockjs",
                         help="comma-separated servers to run (default: all)")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy sampling of CherryChat's fan-out")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md", help="the report to write")
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             for index, ((name, transport, n), idle_only) in enumerate(jobs):
                 if name not in by_name or transport not in by_name[name].transports:
                     continue
-                port += 1
+                # Two apart: cherrychat-redis also listens on port + 1.
+                port += 2
                 hook = None
                 if (name == "cherrychat" and n == the_plan.profile_n and transport == "sse" and not idle_only
                         and not args.no_profile):

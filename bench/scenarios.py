@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from bench.driver import LoadGen
 from bench.processes import ProcessGroup, cpu_seconds, rss_kib
-from bench.servers import Server
+from bench.servers import CherryChat, Server
 
 SERVER_CORE = 0
 GENERATOR_CORE = 1
@@ -37,16 +37,17 @@ def measure(group: ProcessGroup, server: Server, transport: str, n: int, setting
     """Run the scenarios for ``server`` over ``transport`` with ``n`` subscribers."""
     record: dict[str, Any] = {"server": server.name, "transport": transport, "n": n}
     run_dir = workdir / f"{server.name}-{transport}-{n}"
-    server.start(group, port, run_dir, settings.heartbeat, venv_python, SERVER_CORE)
     gen: LoadGen | None = None
     try:
+        # Inside the try: a server that fails to start is one failed run, stopped below.
+        server.start(group, port, run_dir, settings.heartbeat, venv_python, SERVER_CORE)
         time.sleep(0.5)
         pids = server.pids()
         record["rss_base_kib"] = rss_kib(pids)
         spec = {"server": server.name, "port": port, "transport": transport, **server.spec}
         gen = LoadGen(group, spec, run_dir, GENERATOR_CORE)
         record["gen_nofile"] = gen.nofile
-        if server.name == "cherrychat" and not idle_only:
+        if isinstance(server, CherryChat) and not idle_only:
             record["prepare"] = gen.command("prepare", 60)
         connect_timeout = 60 + n / 100
         record["connect"] = gen.command("connect", connect_timeout + 30, n=n, timeout_s=connect_timeout,

@@ -3,13 +3,17 @@ and which transports it shares with CherryChat."""
 
 from __future__ import annotations
 
+import http.client
 import secrets
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.environment import REDIS_SERVER
 from bench.processes import ProcessGroup, children, wait_for_port
 
 BENCH = Path(__file__).resolve().parent
@@ -61,14 +65,72 @@ class CherryChat(Server):
         super().__init__("cherrychat", "CherryChat", ("sse", "xhrstream", "longpoll", "websocket"))
 
     def command(self, port: int, workdir: Path, heartbeat: float, venv_python: Path) -> list[str]:
+        return self.daemon(port, self.write_token(workdir), heartbeat)
+
+    def write_token(self, workdir: Path) -> Path:
+        """A fresh publish token in ``workdir``, also handed to the generator."""
         token = secrets.token_urlsafe(24)
         token_file = workdir / "publish-token"
         token_file.write_text(token)
         self.spec = {"token": token}
+        return token_file
+
+    @staticmethod
+    def daemon(port: int, token_file: Path, heartbeat: float) -> list[str]:
+        """One daemon's command line: history in memory, publishing with ``token_file``."""
         return [sys.executable, "-m", "twisted", "cherrychat", "--listen", f"tcp:{port}:interface=127.0.0.1",
                 "--database", ":memory:", "--heartbeat", str(heartbeat), "--publish-token-file", str(token_file),
                 # As the peers run: nginx with access_log off, aiohttp without a log handler.
                 "--no-access-log"]
+
+
+class CherryChatRedis(CherryChat):
+    """Two daemons sharing one chat through a Redis of their own (``--redis``): subscribers
+    are spread over both, the generator publishes to the first. Redis and both daemons run
+    on the server's core and count as the server."""
+
+    def __init__(self) -> None:
+        Server.__init__(self, "cherrychat-redis", "CherryChat ×2 + Redis", ("sse",))
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, group: ProcessGroup, port: int, workdir: Path, heartbeat: float, venv_python: Path,
+              core: int) -> None:
+        """Redis first, then a daemon on ``port`` and one on ``port + 1``; each must answer
+        ``/healthz`` (which waits for the Redis subscription) before the run goes on."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            redis_port = free_port()
+            redis = self._start(group, redis_argv(redis_port, workdir / "redis"), core, workdir / "redis.log")
+            wait_for_port(redis_port, redis)
+            token_file = self.write_token(workdir)
+            ports = [port, port + 1]
+            url = f"redis://127.0.0.1:{redis_port}/0"
+            daemons = [self._start(group, self.daemon(p, token_file, heartbeat) + ["--redis", url], core,
+                                   workdir / f"{self.name}-{p}.log") for p in ports]
+            for p, proc in zip(ports, daemons):
+                wait_for_health(p, proc)
+            self.proc = daemons[0]
+            self.spec["ports"] = ports
+        except BaseException:
+            # A half-started group must not outlive the run that failed.
+            self.stop(group)
+            raise
+
+    def _start(self, group: ProcessGroup, argv: list[str], core: int, log: Path) -> subprocess.Popen:
+        proc = group.start(argv, core, log=log)
+        self.procs.append(proc)
+        return proc
+
+    def pids(self) -> list[int]:
+        """Redis and both daemons."""
+        return [proc.pid for proc in self.procs]
+
+    def stop(self, group: ProcessGroup) -> None:
+        """The daemons first (so they do not log Redis going away), Redis last."""
+        for proc in reversed(self.procs):
+            group.stop(proc)
+        self.procs = []
+        self.proc = None
 
 
 class Nchan(Server):
@@ -104,10 +166,45 @@ class PythonPeer(Server):
         return PEERS
 
 
+def redis_argv(port: int, directory: Path) -> list[str]:
+    """Debian's redis-server on 127.0.0.1:``port``, in memory only, in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return [str(REDIS_SERVER), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until the daemon on ``port`` answers ``GET /healthz`` with 200, or fail."""
+    wait_for_port(port, proc, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon on port {port} exited with {proc.returncode}")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.1)
+    raise RuntimeError(f"daemon on port {port} not healthy after {timeout} s")
+
+
 def all_servers() -> list[Server]:
     """CherryChat first, then the peers."""
     return [
         CherryChat(),
+        CherryChatRedis(),
         Nchan(),
         PythonPeer("socketio", "python-socketio (aiohttp)", "socketio_server.py", ("longpoll", "websocket")),
         PythonPeer("sockjs", "sockjs (aiohttp)", "sockjs_server.py", ("sse", "xhrstream", "longpoll", "websocket")),

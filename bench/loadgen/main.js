@@ -5,7 +5,8 @@
  *
  *   node bench/loadgen/main.js SPEC.json
  *
- * SPEC names the server profile, transport, port and count. Commands arrive on stdin as
+ * SPEC names the server profile, transport, port (and optionally `ports`, over which the
+ * subscribers are spread) and count. Commands arrive on stdin as
  * JSON lines ({"cmd": "prepare"|"connect"|"fanout"|"chat"|"close", ...}); each answer is
  * one JSON line on stdout. Every phase is bounded in time, and every answer includes the
  * generator's own CPU use so that a saturated generator shows in the results.
@@ -25,6 +26,9 @@ class Generator {
     this.spec = spec;
     this.host = spec.host || '127.0.0.1';
     this.port = spec.port;
+    // Several daemons sharing one chat: subscribers are spread over spec.ports; control
+    // requests (prepare, publishing) still go to spec.port.
+    this.ports = spec.ports && spec.ports.length ? spec.ports : [spec.port];
     this.recorder = new Recorder();
     this.subs = [];
     this.readyCount = 0;
@@ -35,6 +39,11 @@ class Generator {
     this.failures = {};
     this.seq = 0;
     this.profile = null;
+  }
+
+  /** Port subscriber i connects to: the daemons take turns. */
+  portFor(i) {
+    return this.ports[i % this.ports.length];
   }
 
   /** Source address of subscriber i: spread over 127.0.0.0/8 so no address runs out of ports. */

@@ -172,6 +172,7 @@ function sockjs(gen, spec) {
   };
 }
 
-const PROFILES = { cherrychat, nchan, socketio, sockjs };
+// Two daemons sharing Redis speak exactly as one; the generator spreads the subscribers.
+const PROFILES = { cherrychat, 'cherrychat-redis': cherrychat, nchan, socketio, sockjs };
 
 module.exports = { PROFILES };

@@ -39,7 +39,7 @@ class Subscriber {
   _open(req) {
     const socket = net.connect({
       host: this.gen.host,
-      port: this.gen.port,
+      port: this.gen.portFor(this.index),
       localAddress: this.gen.sourceAddress(this.index),
     });
     this.socket = socket;
