@@ -18,7 +18,9 @@ from cherrychat.publish import DEFAULT_MAX_PAYLOAD_BYTES, Publisher, read_token
 _DEFAULTS = LimitSettings()
 
 
-def _positive(kind: type) -> Any:
+def positive(kind: type) -> Any:
+    """An option coercer: ``kind(text)``, refused unless greater than zero."""
+
     def check(text: str) -> Any:
         value = kind(text)
         if value <= 0:
@@ -42,15 +44,15 @@ _token_file.coerceDoc = "A file holding at least 16 printable characters."  # ty
 #: entries for ``Options.optParameters``
 SECURITY_PARAMETERS: list[Sequence[Any]] = [
     ["publish-token-file", None, None, "Enable POST /event (publishing for other processes) for holders of the bearer token in this file; off by default (POST /event answers 404)", _token_file],
-    ["max-url-bytes", None, _DEFAULTS.max_url_bytes, "Longest request URL (path and query string); longer ones get 414.", _positive(int)],
-    ["max-body-bytes", None, _DEFAULTS.max_body_bytes, "Largest request body; a larger one gets 413 before it is read.", _positive(int)],
-    ["max-payload-bytes", None, DEFAULT_MAX_PAYLOAD_BYTES, "Largest payload of POST /event; larger ones get 413.", _positive(int)],
-    ["max-connections-per-session", None, _DEFAULTS.max_connections_per_session, "Open comet connections of one browser session; more get 429.", _positive(int)],
-    ["max-connections-per-address", None, _DEFAULTS.max_connections_per_address, "Open comet connections from one client address; more get 429.", _positive(int)],
-    ["rate-limit", None, _DEFAULTS.rate_limit, "/join and /msg per second of one browser session, sustained; more get 429 with Retry-After.", _positive(float)],
-    ["rate-burst", None, _DEFAULTS.rate_burst, "/join and /msg one browser session may send at once before --rate-limit applies.", _positive(int)],
-    ["address-rate-limit", None, _DEFAULTS.address_rate_limit, "/join and /msg per second from one client address, sustained; more get 429 with Retry-After.", _positive(float)],
-    ["address-rate-burst", None, _DEFAULTS.address_rate_burst, "/join and /msg one client address may send at once before --address-rate-limit applies.", _positive(int)],
+    ["max-url-bytes", None, _DEFAULTS.max_url_bytes, "Longest request URL (path and query string); longer ones get 414.", positive(int)],
+    ["max-body-bytes", None, _DEFAULTS.max_body_bytes, "Largest request body; a larger one gets 413 before it is read.", positive(int)],
+    ["max-payload-bytes", None, DEFAULT_MAX_PAYLOAD_BYTES, "Largest payload of POST /event; larger ones get 413.", positive(int)],
+    ["max-connections-per-session", None, _DEFAULTS.max_connections_per_session, "Open comet connections of one browser session; more get 429.", positive(int)],
+    ["max-connections-per-address", None, _DEFAULTS.max_connections_per_address, "Open comet connections from one client address; more get 429.", positive(int)],
+    ["rate-limit", None, _DEFAULTS.rate_limit, "/join and /msg per second of one browser session, sustained; more get 429 with Retry-After.", positive(float)],
+    ["rate-burst", None, _DEFAULTS.rate_burst, "/join and /msg one browser session may send at once before --rate-limit applies.", positive(int)],
+    ["address-rate-limit", None, _DEFAULTS.address_rate_limit, "/join and /msg per second from one client address, sustained; more get 429 with Retry-After.", positive(float)],
+    ["address-rate-burst", None, _DEFAULTS.address_rate_burst, "/join and /msg one client address may send at once before --address-rate-limit applies.", positive(int)],
 ]
 
 

@@ -20,24 +20,19 @@ from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import Hub
 from cherrychat.metrics import metrics_resource
+from cherrychat.security_options import (
+    SECURITY_PARAMETERS,
+    opt_allowed_origin,
+    opt_trusted_proxy,
+    positive,
+    web_security,
+)
 from cherrychat.store import HistoryStore
-from cherrychat.security_options import SECURITY_PARAMETERS, opt_allowed_origin, opt_trusted_proxy, web_security
 from cherrychat.web import ChatWeb
 
 log = Logger()
 
 DEFAULT_LISTEN = "tcp:4700:interface=127.0.0.1"
-
-
-def _positive(kind: type) -> Any:
-    def check(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise ValueError(f"must be positive: {text}")
-        return value
-
-    check.coerceDoc = "Must be positive."  # type: ignore[attr-defined]
-    return check
 
 
 class Options(usage.Options):
@@ -51,12 +46,12 @@ class Options(usage.Options):
         ["metrics-listen", None, None, "Serve /metrics (Prometheus) on this endpoint description, e.g. tcp:9700:interface=127.0.0.1; off by default."],
         ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
         ["redis", None, None, "Share one chat among daemons through Redis at this URL, e.g. redis://127.0.0.1:6379/0; history and presence then live in Redis and --database is not used. Off by default."],
-        ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", _positive(float)],
-        ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", _positive(float)],
-        ["retain-events", None, 1000, "Events each location keeps: its history, and what clients resume from.", _positive(int)],
-        ["retain-seconds", None, 3600.0, "Age after which a client can no longer resume from an event (it gets a reset and reloads the history).", _positive(float)],
-        ["max-connections", None, 20000, "Open comet connections in all; more get 503.", _positive(int)],
-        ["max-queued-bytes", None, 1048576, "Bytes queued for a client that cannot keep up before it is disconnected.", _positive(int)],
+        ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", positive(float)],
+        ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", positive(float)],
+        ["retain-events", None, 1000, "Events each location keeps: its history, and what clients resume from.", positive(int)],
+        ["retain-seconds", None, 3600.0, "Age after which a client can no longer resume from an event (it gets a reset and reloads the history).", positive(float)],
+        ["max-connections", None, 20000, "Open comet connections in all; more get 503.", positive(int)],
+        ["max-queued-bytes", None, 1048576, "Bytes queued for a client that cannot keep up before it is disconnected.", positive(int)],
         *SECURITY_PARAMETERS,
     ]
 
