@@ -177,7 +177,9 @@ class ChatWeb:
     def root(self, request: IRequest) -> bytes:
         """Send browsers to the chat page."""
         session_of(request)
-        request.redirect(CHAT_PAGE)
+        # The query goes along: http://host:4700/?transport=sse forces the page's transport.
+        query = request.uri.partition(b"?")[2]
+        request.redirect(CHAT_PAGE + (b"?" + query if query else b""))
         return b""
 
     @app.route("/static/", branch=True, methods=["GET"])

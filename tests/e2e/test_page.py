@@ -138,6 +138,17 @@ class PageTests(BrowserTestCase):
         ann.wait_lines(["ann joined", "ann before reload", "ann after reload"])
         self.assertPageClean(ann)
 
+    def test_transport_chosen_on_the_root_url(self) -> None:
+        """http://host:port/?transport=T, as the README says, forces T on the page."""
+        daemon = self.start_daemon()
+        page = self.browser.context().new_page()
+        page.goto(f"{daemon.url}/?transport=sse")
+        self.assertTrue(page.url.endswith("/static/chat.html?transport=sse"), page.url)
+        page.fill("#nickname", "ann")
+        page.click("#nickbutton")
+        page.wait_for_function("() => document.getElementById('status').dataset.state === 'open'")
+        self.assertEqual(page.get_attribute("#status", "data-transport"), "sse")
+
     def test_phone_width(self) -> None:
         """On a 360-pixel screen nothing scrolls sideways, even with a very long word."""
         daemon = self.start_daemon()

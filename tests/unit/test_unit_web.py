@@ -159,6 +159,10 @@ class PageTests(WebTestCase):
         self.assertEqual(answer.header("location"), [b"/static/chat.html"])
         self.assertDaemonHeaders(answer)
 
+    def test_root_redirect_keeps_the_query_that_picks_a_transport(self):
+        answer = self.fetch("GET", "/?transport=sse")
+        self.assertEqual(answer.header("location"), [b"/static/chat.html?transport=sse"])
+
     def test_static_files_are_served(self):
         for name, content_type in [
             ("orbited.js", b"text/javascript; charset=utf-8"),
