@@ -65,7 +65,9 @@ def set_stream_headers(request: IRequest, content_type: bytes) -> None:
 class Connection(Protocol):
     """What :class:`Comet` asks of every open connection."""
 
-    transport_name: str
+    @property
+    def transport_name(self) -> str:
+        """The transport's name, for the counts by transport."""
 
     def tick(self) -> None:
         """One heartbeat period passed: keep the connection alive, or drop it if dead."""
@@ -133,41 +135,95 @@ class Comet:
             connection.tick()
 
 
+def release_channel(socket: Any, channel: Any, protocol: object) -> None:
+    """Make ``protocol`` the protocol of ``socket`` in place of its HTTP ``channel``, and let
+    the channel and its requests go: a held connection needs neither once its response (or
+    WebSocket upgrade) has started."""
+    channel.requests = []
+    socket.protocol = protocol
+
+
+class QueueingProducer:
+    """The push-producer half that streams and WebSockets share.
+
+    While the client's socket is full (paused), wire bytes wait in a list made on first
+    need; past ``max_queued_bytes`` the client is dropped as too slow, and resumes later
+    with its last event id. Subclasses write with :meth:`_send_wire` and drop with
+    :meth:`abort`.
+    """
+
+    __slots__ = ("comet", "_paused", "_queue", "_queued_bytes")
+
+    def __init__(self, comet: Comet):
+        self.comet = comet
+        self._paused = False
+        self._queue: list[bytes] | None = None
+        self._queued_bytes = 0
+
+    def _hold(self, data: bytes) -> None:
+        # Called instead of writing while paused.
+        if self._queue is None:
+            self._queue = []
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        if self._queued_bytes > self.comet.settings.max_queued_bytes:
+            self.comet.slow_clients_dropped += 1
+            self.abort()
+
+    def pauseProducing(self) -> None:
+        """The client's socket is full: queue instead of writing."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """The client's socket drained: write what was queued."""
+        self._paused = False
+        if self._queue:
+            data = b"".join(self._queue)
+            self._queue = None
+            self._queued_bytes = 0
+            self._send_wire(data)
+
+    def _send_wire(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding what is queued."""
+        raise NotImplementedError
+
+
 @implementer(IPushProducer)
-class HTTPStream:
+class HTTPStream(QueueingProducer):
     """One streaming HTTP response for one orbit key; a hub listener and push producer."""
 
     # Thousands of these are held at once: no per-instance dict.
     __slots__ = (
-        "comet", "framing", "transport_name", "request", "key", "on_close", "_paused", "_queue",
-        "_queued_bytes", "_written", "_active", "_stalled_ticks", "_closed", "_chunked", "_wire_key",
-        "_socket", "_own_socket",
+        "framing", "request", "key", "on_close", "_written", "_active", "_stalled_ticks", "_closed",
+        "_chunked", "_wire_key", "_socket",
     )
 
     def __init__(
         self, comet: Comet, framing: Framing, request: IRequest, key: str,
         on_close: Callable[[], None] | None = None,
     ):
-        self.comet = comet
+        super().__init__(comet)
         self.framing = framing
-        self.transport_name = framing.name
+        #: the request until the stream takes its socket over (see :meth:`_take_over`)
         self.request: IRequest | None = request
         self.key = key
         #: called once when the stream ends, however it ends
         self.on_close = on_close
-        self._paused = False
-        # Created on the first frame that must wait: most streams never need one.
-        self._queue: list[bytes] | None = None
-        self._queued_bytes = 0
         self._written = 0
         self._active = False
         self._stalled_ticks = 0
         self._closed = False
         self._chunked = False
-        self._wire_key = self.transport_name
+        self._wire_key = framing.name
         self._socket: Any = None
-        #: True once the stream is the socket's protocol (see :meth:`_take_over`)
-        self._own_socket = False
+
+    @property
+    def transport_name(self) -> str:
+        """The framing's name: ``sse``, ``xhrstream`` or ``iframe``."""
+        return self.framing.name
 
     def start(self, last_event_id: int | None, epoch: str | None = None) -> None:
         """Send headers, prelude, ``open`` and the backlog, then stay subscribed."""
@@ -192,7 +248,7 @@ class HTTPStream:
         # bytes are built once for every stream of this transport.
         request.write(b"")
         self._chunked = bool(getattr(request, "chunked", False))
-        self._wire_key = self.transport_name + ("/chunked" if self._chunked else "")
+        self._wire_key = self.framing.name + ("/chunked" if self._chunked else "")
         subscription = self.comet.hub.subscribe(self.key, self, last_event_id, epoch)
         self.comet.add(self)
         if take_over:
@@ -208,11 +264,9 @@ class HTTPStream:
         # request is needed, so the access log gets its line now and both are let go.
         socket = self._socket
         socket.unregisterProducer()
-        socket.protocol = self
+        release_channel(socket, channel, self)
         socket.registerProducer(self, True)
-        self._own_socket = True
         channel.factory.log(request)
-        channel.requests = []
         self.request = None
 
     def _opening(self, subscription: Subscription) -> bytes:
@@ -243,13 +297,7 @@ class HTTPStream:
         if self._closed:
             return
         if self._paused:
-            if self._queue is None:
-                self._queue = []
-            self._queue.append(data)
-            self._queued_bytes += len(data)
-            if self._queued_bytes > self.comet.settings.max_queued_bytes:
-                self.comet.slow_clients_dropped += 1
-                self.abort()
+            self._hold(data)
             return
         OUTBOX.write(self._socket, data)
         self._written += len(data)
@@ -274,19 +322,10 @@ class HTTPStream:
 
     # -- push producer ---------------------------------------------------------------
 
-    def pauseProducing(self) -> None:
-        """The client's socket is full: queue instead of writing."""
-        self._paused = True
-
     def resumeProducing(self) -> None:
-        """The client's socket drained: write what was queued."""
-        self._paused = False
+        """The client's socket drained: it is not stalled; write what was queued."""
         self._stalled_ticks = 0
-        if self._queue:
-            data = b"".join(self._queue)
-            self._queue = None
-            self._queued_bytes = 0
-            self._send_wire(data)
+        super().resumeProducing()
 
     def stopProducing(self) -> None:
         """The connection is going away; :meth:`_finished` cleans up."""
@@ -323,14 +362,14 @@ class HTTPStream:
         OUTBOX.flush_one(socket)
         self._closed = True
         self._detach()
-        if self._own_socket:
-            # The response ends with its last chunk (or, unchunked, with the connection).
+        request = self.request
+        if request is None:
+            # The stream owns the socket (see _take_over): the response ends with its last
+            # chunk, or unchunked, with the connection.
             socket.write(self._wire(last_frame) + (b"0\r\n\r\n" if self._chunked else b""))
             socket.unregisterProducer()
             socket.loseConnection()
             return
-        request = self.request
-        assert request is not None
         request.write(last_frame)
         request.unregisterProducer()
         request.finish()

@@ -16,7 +16,7 @@ from twisted.web.resource import IResource
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 from zope.interface import implementer
 
-from cherrychat.comet.core import Comet
+from cherrychat.comet.core import Comet, QueueingProducer, release_channel
 from cherrychat.comet.sending import OUTBOX, plain_tcp
 from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
 from cherrychat.hub import Event
@@ -46,21 +46,17 @@ def frame_event(event: Event) -> bytes:
 
 
 @implementer(IPushProducer)
-class WebSocketStream:
+class WebSocketStream(QueueingProducer):
     """One WebSocket connection for one orbit key: a hub listener and push producer."""
 
     transport_name = NAME
 
     def __init__(self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None):
-        self.comet = comet
+        super().__init__(comet)
         self.key = key
         self.last_event_id = last_event_id
         self.epoch = epoch
         self._ws: WebSocketTransport | None = None
-        self._paused = False
-        # Created on the first frame that must wait: most connections never need one.
-        self._queue: list[bytes] | None = None
-        self._queued_bytes = 0
         self._awaiting_pong = False
         self._closed = False
         self._subscribed = False
@@ -85,16 +81,14 @@ class WebSocketStream:
         self._ws.attachProducer(self)
         channel = getattr(socket, "protocol", None)
         if plain_tcp(socket) and channel is not None and channel is not self._ws:
-            # The upgraded channel only forwards to the WebSocket protocol now; make that
-            # the socket's protocol and let the channel and its request go (a few KiB per
-            # connection, see docs/BENCHMARKS.md).
-            channel.requests = []
-            socket.protocol = self._ws
+            # The upgraded channel only forwards to the WebSocket protocol now (a few KiB
+            # per connection, see docs/BENCHMARKS.md).
+            release_channel(socket, channel, self._ws)
         parts = [text_frame(open_message(subscription.cursor, self.comet.hub.epoch))]
         if subscription.gap:
             parts.append(text_frame(reset_message(subscription.cursor)))
         parts.extend(frame_event(event) for event in subscription.backlog)
-        self._send(b"".join(parts))
+        self._send_wire(b"".join(parts))
 
     def pongReceived(self, payload: bytes) -> None:
         """The client is alive."""
@@ -117,39 +111,20 @@ class WebSocketStream:
         """Write the event's frame, shared by every WebSocket connection."""
         frame = event.frames.get(NAME)
         self.comet.delivered += 1
-        self._send(frame if frame is not None else frame_event(event))
+        self._send_wire(frame if frame is not None else frame_event(event))
 
-    def _send(self, frame: bytes) -> None:
+    def _send_wire(self, frame: bytes) -> None:
         if self._closed or self._ws is None:
             return
         if self._paused:
-            if self._queue is None:
-                self._queue = []
-            self._queue.append(frame)
-            self._queued_bytes += len(frame)
-            if self._queued_bytes > self.comet.settings.max_queued_bytes:
-                self.comet.slow_clients_dropped += 1
-                self._abort()
+            self._hold(frame)
             return
         # Server frames carry no mask and no per-connection state, so the bytes built
         # once per event are written as they are.
         OUTBOX.write(self._ws.transport, frame)  # type: ignore[attr-defined]
         self.comet.bytes_written += len(frame)
 
-    # -- push producer ---------------------------------------------------------------
-
-    def pauseProducing(self) -> None:
-        """The socket is full: queue."""
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        """The socket drained: send what was queued."""
-        self._paused = False
-        if self._queue:
-            data = b"".join(self._queue)
-            self._queue = None
-            self._queued_bytes = 0
-            self._send(data)
+    # -- push producer (pausing and resuming: QueueingProducer) -----------------------
 
     def stopProducing(self) -> None:
         """The connection is going away."""
@@ -162,7 +137,7 @@ class WebSocketStream:
         if self._ws is None or self._closed:
             return
         if self._awaiting_pong:
-            self._abort()
+            self.abort()
             return
         self._awaiting_pong = True
         OUTBOX.flush_one(self._ws.transport)  # type: ignore[attr-defined]
@@ -172,13 +147,14 @@ class WebSocketStream:
         """Send ``reconnect`` and close with 1001 (going away)."""
         if self._closed or self._ws is None:
             return
-        self._send(text_frame(RECONNECT))
+        self._send_wire(text_frame(RECONNECT))
         self._closed = True
         self._detach()
         OUTBOX.flush_one(self._ws.transport)  # type: ignore[attr-defined]
         self._ws.loseConnection(_GOING_AWAY)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Drop the connection at once (a slow or dead client), discarding what is queued."""
         self._closed = True
         self._queue = None
         self._detach()
