@@ -39,12 +39,6 @@ class TooMany(Refused):
     code = 429
 
 
-class URITooLong(Refused):
-    """414: the request URL is longer than allowed."""
-
-    code = 414
-
-
 @dataclass
 class LimitSettings:
     """The bounds; every one has a ``twistd cherrychat`` option of the same name."""

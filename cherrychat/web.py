@@ -30,10 +30,10 @@ from cherrychat import validation
 from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, connection_resource
 from cherrychat.errors import BadRequest, Refused
-from cherrychat.hub import make_key
+from cherrychat.hub import InvalidKey, make_key
 from cherrychat.limits import Limits, LimitSettings, channel_factory, request_factory
 from cherrychat.origins import OriginPolicy
-from cherrychat.publish import Publisher
+from cherrychat.publish import INVALID_KEYS, Publisher
 from cherrychat.sessions import session_of
 
 log = Logger()
@@ -273,7 +273,12 @@ class ChatWeb:
         self.publisher.authorize(request)
         self.origins.check(request)
         keys, payload = self.publisher.parse(request)
-        publishing = maybeDeferred(self.comet.hub.event, keys, payload)
+        try:
+            # The hub checks every key before it publishes anything.
+            published = self.comet.hub.event(keys, payload)
+        except InvalidKey:
+            raise BadRequest(INVALID_KEYS) from None
+        publishing = maybeDeferred(lambda: published)
 
         def ids(published: Any) -> bytes:
             numbers = [item if isinstance(item, int) else item.id for item in published]
