@@ -9,7 +9,7 @@ from __future__ import annotations
 import socketio
 from aiohttp import web
 
-from common import parse_args, raise_file_limit
+from common import add_publish_route, serve
 
 
 def make_app(heartbeat: float) -> web.Application:
@@ -23,16 +23,9 @@ def make_app(heartbeat: float) -> web.Application:
     app = web.Application()
     sio.attach(app)
 
-    async def publish(request: web.Request) -> web.Response:
-        body = await request.text()
-        await sio.emit("msg", body)
-        return web.Response(text="ok")
-
-    app.router.add_post("/publish", publish)
+    add_publish_route(app, lambda body: sio.emit("msg", body))
     return app
 
 
 if __name__ == "__main__":
-    args = parse_args(__doc__.splitlines()[0])
-    raise_file_limit()
-    web.run_app(make_app(args.heartbeat), host="127.0.0.1", port=args.port, backlog=4096, print=None)
+    serve(make_app, __doc__.splitlines()[0])
