@@ -5,62 +5,8 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
 
-from clients import CLIENTS, Browser
-from daemon import start_daemon, stop_daemon
-
-
-class ChatTestCase(TestCase):
-    """A daemon per test, and browsers that are closed at the end."""
-
-    daemon_arguments: tuple[str, ...] = ()
-    timeout = 30  # seconds; trial fails a test that hangs longer
-
-    @inlineCallbacks
-    def setUp(self):
-        self.service, self.base = yield start_daemon(*self.daemon_arguments)
-        self.browsers: list[Browser] = []
-        self.clients: list = []
-
-    @inlineCallbacks
-    def tearDown(self):
-        for client in self.clients:
-            client.disconnect()
-        yield stop_daemon(self.service)
-        for client in self.clients:
-            if client.status in (101, 200):
-                yield client.finished().addTimeout(5, reactor)
-        for browser in self.browsers:
-            yield browser.close()
-        # Let aborted connections finish closing before trial checks for a dirty reactor.
-        yield deferLater(reactor, 0.05, lambda: None)
-
-    @inlineCallbacks
-    def browser(self):
-        """A browser that loaded the chat page, and so holds its session cookie."""
-        browser = Browser(reactor, self.base)
-        self.browsers.append(browser)
-        status, _ = yield browser.get("/static/chat.html")
-        self.assertEqual(status, 200)
-        return browser
-
-    @inlineCallbacks
-    def until_listening(self, key: str, timeout: float = 5.0):
-        """Wait, in bounded steps, until the daemon holds a connection for ``key``."""
-        for _ in range(int(timeout / 0.01)):
-            if self.service.hub.listener_count(key):
-                return
-            yield deferLater(reactor, 0.01, lambda: None)
-        self.fail(f"no connection for {key!r} after {timeout} s")
-
-    @inlineCallbacks
-    def connect(self, browser: Browser, user: str, transport: str, **kwargs):
-        """Open a comet connection the way the tutorial does: before joining."""
-        client = CLIENTS[transport](browser, user, transport)
-        self.clients.append(client)
-        status = yield client.connect(**kwargs)
-        return client, status
+from integration_support import ChatTestCase
 
 
 def _transport_tests(transport: str) -> type:

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-from clients import Browser
-from daemon import start_daemon
-from test_chat_over_transports import ChatTestCase
+from integration_support import ChatTestCase
 
 
 class MetricsTests(ChatTestCase):
     """The figures an operator watches, read after a short chat."""
 
+    daemon_arguments = ("--metrics-listen", "tcp:0:interface=127.0.0.1")
+
     @inlineCallbacks
     def setUp(self):
-        self.service, self.base = yield start_daemon("--metrics-listen", "tcp:0:interface=127.0.0.1")
-        self.browsers = []
-        self.clients = []
+        yield super().setUp()
         port = yield self.service.listeners[1].when_listening()
-        self.metrics = Browser(reactor, f"http://127.0.0.1:{port.getHost().port}")
-        self.browsers.append(self.metrics)
+        self.metrics = self.add_browser(f"http://127.0.0.1:{port.getHost().port}")
 
     @inlineCallbacks
     def scrape(self):

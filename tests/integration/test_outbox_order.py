@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import inlineCallbacks
 
-from test_chat_over_transports import ChatTestCase
+from integration_support import ChatTestCase
 
 
 class RecycleOrderTests(ChatTestCase):

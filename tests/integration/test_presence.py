@@ -6,21 +6,19 @@ import json
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 
-from daemon import start_daemon
-from test_chat_over_transports import ChatTestCase
+from integration_support import ChatTestCase, wait_until
 
 
 class PresenceTests(ChatTestCase):
     """A member leaves when its last connection has been gone for the presence timeout."""
 
-    @inlineCallbacks
+    daemon_arguments = ("--presence-timeout", "10")
+
     def setUp(self):
         self.clock = Clock()
-        self.service, self.base = yield start_daemon("--presence-timeout", "10", clock=self.clock)
-        self.browsers = []
-        self.clients = []
+        return super().setUp()
 
     @inlineCallbacks
     def who(self, browser):
@@ -75,11 +73,6 @@ class PresenceTests(ChatTestCase):
         self.assertEqual(reloaded.payloads, ["<b>ann</b> still here?"])
         self.assertEqual((yield self.who(ann)), ["ann", "ben"])
 
-    @inlineCallbacks
     def until_offline(self, key: str):
         """Wait, in bounded steps, until the daemon has noticed the connection is gone."""
-        for _ in range(500):
-            if not self.service.hub.listener_count(key):
-                return
-            yield deferLater(reactor, 0.01, lambda: None)
-        self.fail(f"{key!r} still connected")
+        return wait_until(lambda: not self.service.hub.listener_count(key), f"{key!r} to be gone")

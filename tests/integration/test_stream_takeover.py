@@ -14,12 +14,11 @@ import gc
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import ClientCreator, Protocol
-from twisted.internet.task import deferLater
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 from cherrychat.comet.core import HTTPStream
-from test_chat_over_transports import ChatTestCase
+from integration_support import ChatTestCase, wait_until
 
 STREAMS = ("sse", "xhrstream", "iframe")
 
@@ -87,9 +86,9 @@ class TakeOverTests(ChatTestCase):
             self.assertEqual(client.payloads.count(expected), 1)
             client.disconnect()
             yield client.finished()
-            yield self.wait_until(lambda t=transport: not self.held(t))
+            yield wait_until(lambda t=transport: not self.held(t), f"the {transport} stream to be let go")
         counts = self.service.web.limits.connections
-        yield self.wait_until(lambda: not counts.sessions and not counts.addresses)
+        yield wait_until(lambda: not counts.sessions and not counts.addresses, "the connection counts to be released")
 
     @inlineCallbacks
     def test_bytes_a_client_sends_on_a_stream_are_ignored(self):
@@ -101,20 +100,12 @@ class TakeOverTests(ChatTestCase):
         request = (b"GET /cherrychat?user=ben&session=0&transport=sse HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    b"Cookie: " + ben.cookie_header() + b"\r\n\r\n")
         raw.transport.write(request)
-        yield self.wait_until(lambda: b'"type":"open"' in raw.received)
+        yield wait_until(lambda: b'"type":"open"' in raw.received, "the open message")
         # The stream ends by closing: no client may send another request on it.
         self.assertIn(b"\r\nconnection: close\r\n", raw.received.lower())
         # A pipelined request gets no answer on a stream, and does not disturb it.
         raw.transport.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 3)
         yield ben.post("/msg", user="ben", msg="still here")
-        yield self.wait_until(lambda: b"still here" in raw.received)
+        yield wait_until(lambda: b"still here" in raw.received, "the message on the stream")
         self.assertEqual(raw.received.count(b"HTTP/1.1"), 1)
         self.assertEqual(len(self.held("sse")), 1)
-
-    @inlineCallbacks
-    def wait_until(self, condition, timeout: float = 5.0):
-        for _ in range(int(timeout / 0.01)):
-            if condition():
-                return
-            yield deferLater(reactor, 0.01, lambda: None)
-        self.fail("condition not reached")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from integration_support import stop_process
+
 SERVING = re.compile(rb"CherryChat serving on http://127\.0\.0\.1:(\d+)/")
 
 
@@ -63,13 +65,7 @@ class TwistdDaemon:
         """SIGTERM, then SIGKILL if it does not exit in time; returns the exit status."""
         if self.process.stdout.closed:
             return self.process.returncode
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        stop_process(self.process, timeout)
         self.output += self.process.stdout.read() or b""
         self.process.stdout.close()
         return self.process.returncode

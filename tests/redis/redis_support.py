@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, TestCase
-from treq.client import HTTPClient
+from twisted.trial.unittest import SkipTest
 from twisted.web.client import Agent
 
-from clients import CLIENTS, Browser
-from daemon import start_daemon, stop_daemon
+from clients import Browser
+from integration_support import DaemonTestCase, stop_process, wait_until
 from test_twistd import TwistdDaemon, twistd_command
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
@@ -106,13 +105,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop by pid and remove the files."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process)
         shutil.rmtree(self.directory, True)
 
 
@@ -142,7 +136,7 @@ def browser_at(browser: Browser, base: str) -> Browser:
     return moved
 
 
-class RedisTestCase(TestCase):
+class RedisTestCase(DaemonTestCase):
     """A Redis server per test, daemons sharing it, and clients closed at the end."""
 
     timeout = 60
@@ -151,51 +145,25 @@ class RedisTestCase(TestCase):
 
     @inlineCallbacks
     def setUp(self):
+        super().setUp()
         self.redis = RedisServer().start()
         self.addCleanup(self.redis.stop)
-        self.browsers: list[Browser] = []
-        self.clients: list = []
-        self.services: list = []
         self.bases: list[str] = []
         for _ in range(self.daemons):
             yield self.start_daemon()
 
     @inlineCallbacks
     def start_daemon(self, *arguments: str):
-        service, base = yield start_daemon("--redis", self.redis.url, *self.daemon_arguments, *arguments)
-        self.services.append(service)
+        """Start a daemon using this test's Redis; fires once it has reached Redis."""
+        service, base = yield super().start_daemon("--redis", self.redis.url, *self.daemon_arguments, *arguments)
         self.bases.append(base)
-        yield self.until(service.backplane.healthy, "the daemon to reach redis")
+        yield wait_until(service.backplane.healthy, "the daemon to reach redis", timeout=10.0)
         return service, base
-
-    @inlineCallbacks
-    def tearDown(self):
-        for client in self.clients:
-            client.disconnect()
-        for service in self.services:
-            if service.running:
-                yield stop_daemon(service)
-        for client in self.clients:
-            if client.status in (101, 200):
-                yield client.finished().addTimeout(5, reactor)
-        for browser in self.browsers:
-            yield browser.close()
-        yield deferLater(reactor, 0.05, lambda: None)
-
-    @inlineCallbacks
-    def until(self, condition: Callable[[], Any], what: str, timeout: float = 10.0, step: float = 0.01):
-        """Wait, in bounded steps, until ``condition()`` holds (it may return a Deferred)."""
-        for _ in range(int(timeout / step)):
-            if (yield condition()):
-                return
-            yield deferLater(reactor, step, lambda: None)
-        self.fail(f"timed out after {timeout} s waiting for {what}")
 
     @inlineCallbacks
     def browser(self, base: str):
         """A browser that loaded the chat page from ``base``, and so holds a session."""
-        browser = Browser(reactor, base)
-        self.browsers.append(browser)
+        browser = self.add_browser(base)
         status, _ = yield browser.get("/static/chat.html")
         self.assertEqual(status, 200)
         return browser
@@ -209,16 +177,14 @@ class RedisTestCase(TestCase):
     @inlineCallbacks
     def connect(self, browser: Browser, user: str, transport: str, **kwargs):
         """Open a comet connection; fires with the client once it is open."""
-        client = CLIENTS[transport](browser, user, transport)
-        self.clients.append(client)
+        client = self.add_client(browser, user, transport)
         status = yield client.connect(**kwargs)
         self.assertEqual(status, 101 if transport == "websocket" else 200, getattr(client, "body", ""))
         if transport != "longpoll" or "last_event_id" not in kwargs:
             yield client.wait_opened()
         return client
 
-    @inlineCallbacks
     def listening(self, service: Any, user: str, session: str = "0"):
         """Wait until ``service`` holds a connection for ``user``."""
         key = f"{user}, {session}, {CHAT}"
-        yield self.until(lambda: service.hub.listener_count(key), f"a connection for {key!r}")
+        return wait_until(lambda: service.hub.listener_count(key), f"a connection for {key!r}", timeout=10.0)

@@ -9,7 +9,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
-from clients import Browser
 from redis_support import CHAT, RedisTestCase
 
 
@@ -38,8 +37,7 @@ class ChatAcrossDaemonsTests(RedisTestCase):
 
         histories = []
         for base in self.bases:
-            browser = Browser(reactor, base)
-            self.browsers.append(browser)
+            browser = self.add_browser(base)
             status, body = yield browser.get("/history", limit=100)
             histories.append([(e["id"], e["payload"]) for e in json.loads(body)["events"]])
         self.assertEqual(histories[0], histories[1])
@@ -136,8 +134,7 @@ class MetricsAcrossDaemonsTests(RedisTestCase):
     @inlineCallbacks
     def scrape(self, service):
         port = yield service.listeners[1].when_listening()
-        browser = Browser(reactor, f"http://127.0.0.1:{port.getHost().port}")
-        self.browsers.append(browser)
+        browser = self.add_browser(f"http://127.0.0.1:{port.getHost().port}")
         status, text = yield browser.get("/metrics")
         self.assertEqual(status, 200)
         return {

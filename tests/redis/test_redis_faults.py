@@ -10,8 +10,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
-from clients import Browser
-from redis_support import CHAT, RedisServer, RedisTestCase, SourceTwistd
+from integration_support import wait_until
+from redis_support import CHAT, RedisTestCase, SourceTwistd
 
 
 class RedisOutageTests(RedisTestCase):
@@ -29,8 +29,7 @@ class RedisOutageTests(RedisTestCase):
 
     @inlineCallbacks
     def test_redis_stopped_and_started_mid_chat_loses_nothing_acknowledged(self):
-        self.probes = [Browser(reactor, base) for base in self.bases]
-        self.browsers.extend(self.probes)
+        self.probes = [self.add_browser(base) for base in self.bases]
         ann = yield self.browser(self.bases[0])
         ben = yield self.browser(self.bases[1])
         cat = yield self.browser(self.bases[1])
@@ -46,7 +45,7 @@ class RedisOutageTests(RedisTestCase):
         yield ann_stream.wait_for_events(len(acknowledged))
 
         self.redis.kill()
-        yield self.until(lambda: self.statuses("/healthz").addCallback(lambda codes: codes == [503, 503]), "503 from /healthz")
+        yield wait_until(lambda: self.statuses("/healthz").addCallback(lambda codes: codes == [503, 503]), "503 from /healthz", timeout=10.0)
         self.assertEqual((yield ann.post("/msg", user="ann", msg="lost")), (503, "chat backend unavailable, try again later\n"))
         self.assertEqual((yield ben.post("/msg", user="ben", msg="lost"))[0], 503)
         self.assertEqual((yield cat.post("/join", user="cat"))[0], 503)
@@ -57,7 +56,7 @@ class RedisOutageTests(RedisTestCase):
         self.assertEqual(self.services[1].hub.listener_count(f"ben, 0, {CHAT}"), 1)
 
         self.redis.start()
-        yield self.until(lambda: self.statuses("/healthz").addCallback(lambda codes: codes == [200, 200]), "recovery", timeout=15)
+        yield wait_until(lambda: self.statuses("/healthz").addCallback(lambda codes: codes == [200, 200]), "recovery", timeout=15)
         for n in range(2):
             self.assertEqual((yield ben.post("/msg", user="ben", msg=f"after {n}")), (200, "sent\n"))
             acknowledged.append(f"<b>ben</b> after {n}")
@@ -93,10 +92,9 @@ class KilledDaemonTests(RedisTestCase):
     def test_sigkill_then_clients_move_and_resume_without_loss_or_repeat(self):
         daemons = [self.start_twistd() for _ in range(3)]
         bases = [f"http://127.0.0.1:{daemon.wait_for_port()}" for daemon in daemons]
-        probes = [Browser(reactor, base) for base in bases]
-        self.browsers.extend(probes)
+        probes = [self.add_browser(base) for base in bases]
         for probe in probes:
-            yield self.until(lambda probe=probe: probe.get("/healthz").addCallback(lambda r: r[0] == 200), "healthy daemons")
+            yield wait_until(lambda probe=probe: probe.get("/healthz").addCallback(lambda r: r[0] == 200), "healthy daemons", timeout=10.0)
 
         ann = yield self.browser(bases[0])
         ben = yield self.browser(bases[0])

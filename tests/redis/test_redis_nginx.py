@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -14,6 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
+from integration_support import stop_process, wait_until
 from redis_support import SOURCE_TREE, RedisTestCase, free_port, poll, require
 
 SHIPPED = SOURCE_TREE / "docs" / "deploy" / "nginx.conf"
@@ -89,13 +89,7 @@ class Nginx:
 
     def stop(self) -> None:
         """Stop by pid: SIGTERM, then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         shutil.rmtree(self.directory, True)
 
 
@@ -129,7 +123,7 @@ class NginxTests(RedisTestCase):
             for transport in transports:
                 # A held long-poll answers with one event; its next poll must be held
                 # again before the next message, or it would get two in one answer.
-                yield self.until(lambda: any(s.hub.listener_count("longpoll, 0, /cherrychat") for s in self.services), "the next poll")
+                yield wait_until(lambda: any(s.hub.listener_count("longpoll, 0, /cherrychat") for s in self.services), "the next poll", timeout=10.0)
                 started = time.monotonic()
                 status = yield browsers[transport].get("/msg", user=transport, msg=f"{round_} via {transport}")
                 self.assertEqual(status, (200, "sent\n"))

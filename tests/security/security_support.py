@@ -4,13 +4,11 @@
   HTTP bytes through ``StringTransport``: the real HTTP parser, the real request class
   with its bounds, the real routes, synchronously and without sockets.
 - :func:`raw_exchange`: raw bytes to a real daemon over a loopback socket.
-- the integration tests' ``clients`` and ``daemon`` modules, importable from here.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +22,13 @@ from twisted.internet.task import Clock, Cooperator
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-INTEGRATION = str(Path(__file__).resolve().parent.parent / "integration")
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
-
-from cherrychat.chat import ChatRoom  # noqa: E402
-from cherrychat.comet import Comet, CometSettings  # noqa: E402
-from cherrychat.hub import Hub  # noqa: E402
-from cherrychat.limits import LimitSettings  # noqa: E402
-from cherrychat.origins import OriginPolicy  # noqa: E402
-from cherrychat.publish import Publisher  # noqa: E402
-from cherrychat.web import ChatWeb  # noqa: E402
+from cherrychat.chat import ChatRoom
+from cherrychat.comet import Comet, CometSettings
+from cherrychat.hub import Hub
+from cherrychat.limits import LimitSettings
+from cherrychat.origins import OriginPolicy
+from cherrychat.publish import Publisher
+from cherrychat.web import ChatWeb
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 TOKEN = b"s3cret-publishing-token-0123456789"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.limits import LimitSettings, TokenBucket
+from integration_support import DaemonTestCase, wait_until
 from security_support import Answer, MemoryDaemon, cookie_of, raw_exchange
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -136,61 +137,29 @@ class SizeLimitTests(SynchronousTestCase):
         self.assertEqual(self.daemon.state(), before)
 
 
-class ConnectionLimitTests(TestCase):
+class ConnectionLimitTests(DaemonTestCase):
     """Per-session, per-address and total bounds on comet connections, over real sockets;
     every transport counts, the WebSocket's count ends when its connection does."""
 
-    timeout = 30
-
     @inlineCallbacks
     def start(self, *arguments: str):
-        from clients import CLIENTS, Browser
-        from daemon import start_daemon, stop_daemon
-
-        self.CLIENTS = CLIENTS
-        self.service, self.base = yield start_daemon(*arguments)
-        self.clients: list = []
-        self.browsers: list = []
-
-        @inlineCallbacks
-        def stop():
-            for client in self.clients:
-                client.disconnect()
-            yield stop_daemon(self.service)
-            for client in self.clients:
-                if client.status in (101, 200):
-                    yield client.finished().addTimeout(5, reactor)
-            for browser in self.browsers:
-                yield browser.close()
-            yield deferLater(reactor, 0.05, lambda: None)
-
-        self.addCleanup(stop)
-        self.Browser = Browser
+        """Start this test's daemon."""
+        self.service, self.base = yield self.start_daemon(*arguments)
 
     @inlineCallbacks
     def browser(self):
-        browser = self.Browser(reactor, self.base)
-        self.browsers.append(browser)
+        browser = self.add_browser(self.base)
         status, _ = yield browser.get("/healthz")
         self.assertEqual(status, 200)
         return browser
 
     @inlineCallbacks
     def connect(self, browser, user: str, transport: str, session: str = "0"):
-        client = self.CLIENTS[transport](browser, user, transport, session=session)
-        self.clients.append(client)
+        client = self.add_client(browser, user, transport, session=session)
         status = yield client.connect()
         if status in (101, 200):
             yield client.wait_opened()
         return client
-
-    @inlineCallbacks
-    def wait_for(self, condition, timeout: float = 5.0):
-        for _ in range(int(timeout / 0.01)):
-            if condition():
-                return
-            yield deferLater(reactor, 0.01, lambda: None)
-        self.fail("condition not reached")
 
     @inlineCallbacks
     def test_per_session_bound_and_release(self):
@@ -211,11 +180,11 @@ class ConnectionLimitTests(TestCase):
         # the WebSocket connection itself.
         first.disconnect()
         yield first.finished()
-        yield self.wait_for(lambda: sum(counts.sessions.values()) == 2)
+        yield wait_until(lambda: sum(counts.sessions.values()) == 2, "two counted connections")
         again = yield self.connect(ann, "ann", "xhrstream", session="d")
         self.assertEqual(again.status, 200)
         second.disconnect()
-        yield self.wait_for(lambda: sum(counts.sessions.values()) == 2)
+        yield wait_until(lambda: sum(counts.sessions.values()) == 2, "two counted connections")
 
     @inlineCallbacks
     def test_per_address_bound(self):

@@ -13,15 +13,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.ssl import Certificate
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
-from treq.client import HTTPClient
 
 from cherrychat import sessions
+from integration_support import ChatTestCase
 from security_support import MemoryDaemon, cookie_of
 
 TRANSPORTS = ("websocket", "sse", "xhrstream", "iframe", "longpoll")
@@ -62,40 +62,14 @@ class TokenTests(SynchronousTestCase):
         self.assertEqual(daemon.state(), before)
 
 
-class ImpersonationTests(TestCase):
+class ImpersonationTests(ChatTestCase):
     """Another browser session naming a held nickname: 403 on every transport, 409 on
     /join, 403 on /msg; nothing is delivered or changed."""
 
-    timeout = 30
-
-    @inlineCallbacks
-    def setUp(self):
-        from clients import CLIENTS, Browser
-        from daemon import start_daemon
-
-        self.CLIENTS, self.Browser = CLIENTS, Browser
-        self.service, self.base = yield start_daemon()
-        self.browsers: list = []
-        self.clients: list = []
-
-    @inlineCallbacks
-    def tearDown(self):
-        from daemon import stop_daemon
-
-        for client in self.clients:
-            client.disconnect()
-        yield stop_daemon(self.service)
-        for client in self.clients:
-            if client.status in (101, 200):
-                yield client.finished().addTimeout(5, reactor)
-        for browser in self.browsers:
-            yield browser.close()
-        yield deferLater(reactor, 0.05, lambda: None)
-
     @inlineCallbacks
     def browser(self):
-        browser = self.Browser(reactor, self.base)
-        self.browsers.append(browser)
+        """A browser holding a session cookie, from its first request."""
+        browser = self.add_browser(self.base)
         yield browser.get("/healthz")
         return browser
 
@@ -105,9 +79,7 @@ class ImpersonationTests(TestCase):
         self.assertEqual((yield ann.post("/join", user="ann")), (200, "joined\n"))
         history = self.service.hub.channel("/cherrychat").last_id
         for transport in TRANSPORTS:
-            client = self.CLIENTS[transport](eve, "ann", transport)
-            self.clients.append(client)
-            status = yield client.connect()
+            client, status = yield self.connect(eve, "ann", transport)
             self.assertEqual(status, 403, transport)
             self.assertEqual(client.messages, [])
         self.assertEqual((yield eve.post("/join", user="ann"))[0], 409)

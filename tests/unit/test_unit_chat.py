@@ -7,7 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.chat import CHAT_LOCATION, ChatRoom
 from cherrychat.errors import NotYours, Taken
-from cherrychat.hub import Event, Hub
+from cherrychat.hub import Hub
+from unit_support import Recorder
 
 A = "session-a"
 B = "session-b"
@@ -17,18 +18,6 @@ SESSIONS = {"ann": A, "ben": B, "<i>&": A}
 
 def key(user: str, label: str = "0") -> str:
     return f"{user}, {label}, {CHAT_LOCATION}"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-
-    @property
-    def payloads(self) -> list[str]:
-        return [event.payload for event in self.events]
 
 
 class ChatTestCase(SynchronousTestCase):

@@ -10,16 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.hub import Hub
 from cherrychat.store import HistoryStore
+from unit_support import Recorder
 
 KEY = "ann, 0, /cherrychat"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[int] = []
-
-    def deliver(self, event) -> None:
-        self.events.append(event.id)
 
 
 class EpochTests(SynchronousTestCase):

@@ -6,28 +6,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.hub import Event, Hub, InvalidKey, make_key, parse_key
+from unit_support import Recorder
 
 ANN = "ann, 0, /room"
 BEN = "ben, 0, /room"
 CAT = "cat, 0, /other"
-
-
-class Recorder:
-    """A hub listener that records the events it is handed."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-
-    @property
-    def ids(self) -> list[int]:
-        return [event.id for event in self.events]
-
-    @property
-    def payloads(self) -> list[str]:
-        return [event.payload for event in self.events]
 
 
 class KeyTests(SynchronousTestCase):

@@ -17,15 +17,11 @@ from cherrychat.comet import Comet, CometSettings, messages
 from cherrychat.comet.longpoll import LongPoll, LongPollResource
 from cherrychat.comet.websocket import WebSocketStream, text_frame
 from cherrychat.hub import Hub
+from unit_support import NullListener
 
 KEY = "ann, 0, /cherrychat"
 OTHER = "ben, 0, /cherrychat"
 HOSTILE = "</script><b>&amp;</b> & \u2028 <img src=x onerror=alert(1)>"
-
-
-class NullListener:
-    def deliver(self, event) -> None:
-        pass
 
 
 class TransportTestCase(SynchronousTestCase):

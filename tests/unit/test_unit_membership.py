@@ -14,6 +14,7 @@ from cherrychat.chat import CHAT_LOCATION, ChatRoom
 from cherrychat.errors import NotYours, Taken
 from cherrychat.hub import Hub
 from cherrychat.store import HistoryStore
+from unit_support import Recorder
 
 A, B = "session-a", "session-b"
 
@@ -27,14 +28,6 @@ class RecordingMembership:
 
     def member_removed(self, location, user) -> None:
         self.calls.append(("removed", location, user))
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.payloads: list[str] = []
-
-    def deliver(self, event) -> None:
-        self.payloads.append(event.payload)
 
 
 class RoomMembershipTests(SynchronousTestCase):

@@ -22,6 +22,7 @@ from cherrychat.comet import Comet, CometSettings, iframe, sse, xhrstream
 from cherrychat.comet.core import HTTPStream
 from cherrychat.errors import Unavailable
 from cherrychat.hub import Hub
+from unit_support import NullListener
 
 KEY = "ann, 0, /cherrychat"
 OTHER = "ben, 0, /cherrychat"
@@ -72,11 +73,6 @@ class StreamRequest(DummyRequest):
 
     def client_goes_away(self) -> None:
         self.processingFailed(Failure(ConnectionLost("client went away")))
-
-
-class NullListener:
-    def deliver(self, event) -> None:
-        pass
 
 
 def parse_iframe(body: bytes) -> list[tuple[None, dict]]:
