@@ -3,21 +3,30 @@
 This is what the tutorial's ``ChatServer`` was, plus what it left out: a nickname belongs
 to the browser session that took it, and a member whose connections have all been gone for
 the presence timeout leaves, freeing the nickname.
+
+The room costs the same per message and per membership change however big it is: a
+message is one room event (:meth:`Hub.broadcast`), whose readers follow from each member's
+join id kept by the hub, and joins and leaves are gathered into presence notices
+(:mod:`cherrychat.presence`). Every operation returns a Deferred that fires once what it
+did is stored (a ``200`` is a promise), or fails with a refusal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html import escape
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from cherrychat.errors import NotYours, Taken
+from cherrychat.errors import NotYours, Refused, Taken
 from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
+from cherrychat.presence import PresenceBatcher
 
 CHAT_LOCATION = "/cherrychat"
+#: session labels (connections' ``session=`` values) one nickname may join with
+MAX_LABELS_PER_NICKNAME = 20
 
 
 def joined_payload(user: str) -> str:
@@ -35,20 +44,52 @@ def left_payload(user: str) -> str:
     return f"{escape(user)} left"
 
 
+def identity(user: str) -> str:
+    """What makes two nicknames the same one: case does not (``Ann`` is ``ann``)."""
+    return user.casefold()
+
+
 class Membership(Protocol):
     """Where a room records its members, so that they are still members after a restart."""
 
-    def member_saved(self, location: str, user: str, session: str, labels: Iterable[str]) -> None:
-        """``user``, held by ``session``, is a member with these session labels."""
+    def member_saved(self, location: str, user: str, session: str, labels: Iterable[str], since: int) -> Deferred:
+        """``user``, held by ``session``, is a member since id ``since`` with these labels;
+        fires once stored."""
 
-    def member_removed(self, location: str, user: str) -> None:
-        """``user`` left."""
+    def member_removed(self, location: str, user: str) -> Deferred:
+        """``user`` left; fires once stored."""
+
+
+class Room(Protocol):
+    """What the web layer asks of a chat room, whichever store is behind it (this
+    process, or Redis shared by several daemons). Every answer is a Deferred."""
+
+    location: str
+
+    def claim(self, user: str, session: str) -> Deferred:
+        """Reserve ``user`` for ``session``; fails with NotYours when held by another."""
+
+    def join(self, user: str, session: str, label: str = "0") -> Deferred:
+        """Join; fires with whether the nickname joined now, once stored."""
+
+    def msg(self, user: str, session: str, text: str) -> Deferred:
+        """Send a message to every member; fires with its id once stored."""
+
+    def members(self) -> Deferred:
+        """Fires with the members' nicknames, sorted."""
+
+    def keys_of(self, session: str) -> list[str]:
+        """The keys ``session`` reads with (for the history's targeted events)."""
+
+    def stop(self) -> None:
+        """Stop the room's timers."""
 
 
 @dataclass(eq=False)
 class _Nickname:
     """A held nickname: who holds it, whether it joined, and its connected keys."""
 
+    name: str
     session: str
     joined: bool = False
     labels: set[str] = field(default_factory=set)
@@ -61,6 +102,8 @@ class ChatRoom:
 
     @param presence_timeout: seconds after a nickname's last connection went away
         before its member leaves and the nickname is free again.
+    @param membership: where members are stored (the SQLite store), or nowhere.
+    @param presence_window: seconds over which joins and leaves are gathered into one notice.
     """
 
     def __init__(
@@ -70,6 +113,7 @@ class ChatRoom:
         location: str = CHAT_LOCATION,
         presence_timeout: float = 10.0,
         membership: Membership | None = None,
+        presence_window: float = 1.0,
     ):
         self.hub = hub
         self.clock = clock
@@ -77,113 +121,143 @@ class ChatRoom:
         self.presence_timeout = presence_timeout
         self.membership = membership
         self._nicknames: dict[str, _Nickname] = {}
-        self._member_keys: frozenset[str] | None = None
+        self._presence = PresenceBatcher(clock, self._publish_presence, presence_window)
+        hub.guard(location)
         hub.observe_presence(self._presence_changed)
 
     # -- the tutorial's API ----------------------------------------------------------
 
-    def claim(self, user: str, session: str) -> None:
+    def claim(self, user: str, session: str) -> Deferred:
         """Reserve ``user`` for ``session``, as a comet connection does before joining.
 
-        @raise NotYours: the nickname is held by another session.
+        Fails with :class:`NotYours` when the nickname is held by another session.
         """
-        self._hold(user, session, NotYours)
+        try:
+            self._hold(user, session, NotYours)
+        except Refused as refusal:
+            return fail(refusal)
+        return succeed(None)
 
-    def join(self, user: str, session: str, label: str = "0") -> bool:
+    def join(self, user: str, session: str, label: str = "0") -> Deferred:
         """Make ``user`` a member with orbit key ``user, label, location``.
 
-        Returns ``True`` when the nickname joined now and ``False`` when it was already a
-        member (joining again is harmless, so a page may rejoin after every reconnect).
-
-        @raise Taken: the nickname is held by another session.
+        Fires with ``True`` when the nickname joined now and ``False`` when it was already
+        a member (joining again is harmless, so a page may rejoin after every reconnect),
+        once the membership is stored. Fails with :class:`Taken` when the nickname is held
+        by another session.
         """
-        holder = self._hold(user, session, Taken)
+        try:
+            holder = self._hold(user, session, Taken)
+        except Refused as refusal:
+            return fail(refusal)
         newly_joined = not holder.joined
-        if not newly_joined and label in holder.labels:
-            return False
+        if label in holder.labels:
+            return succeed(newly_joined)
+        if len(holder.labels) >= MAX_LABELS_PER_NICKNAME:
+            return fail(Refused(f"at most {MAX_LABELS_PER_NICKNAME} session labels per nickname", 429))
         holder.joined = True
         holder.labels.add(label)
-        self._member_keys = None
-        if self.membership is not None:
-            self.membership.member_saved(self.location, user, holder.session, holder.labels)
+        since = self.hub.admit(make_key(holder.name, label, self.location))
         if not holder.online_keys:
-            self._start_expiry(user, holder)
+            self._start_expiry(holder)
+        steps = [self._save(holder, since)]
         if newly_joined:
-            self._publish(joined_payload(user))
-        return newly_joined
+            announced = self._presence.joined(holder.name)
+            if isinstance(announced, Deferred):
+                steps.append(announced)
 
-    def msg(self, user: str, session: str, text: str) -> int:
-        """Send ``<b>user</b> text`` (both escaped) to every member; returns the event id.
+        def undo(failure: Any) -> Any:
+            # Not stored: the join did not happen.
+            if self._nicknames.get(identity(user)) is holder and label in holder.labels:
+                holder.labels.discard(label)
+                self.hub.expel(make_key(holder.name, label, self.location))
+                if not holder.labels:
+                    holder.joined = False
+            return failure
 
-        @raise NotYours: ``user`` is not a member held by ``session``.
+        return _first_failure(steps).addCallbacks(lambda _: newly_joined, undo)
+
+    def msg(self, user: str, session: str, text: str) -> Deferred:
+        """Send ``<b>user</b> text`` (both escaped) to every member; fires with the event
+        id once stored.
+
+        Fails with :class:`NotYours` when ``user`` is not a member held by ``session``.
         """
-        holder = self._nicknames.get(user)
+        holder = self._nicknames.get(identity(user))
         if holder is None or not holder.joined:
-            raise NotYours(f"{user} has not joined")
+            return fail(NotYours(f"{user} has not joined"))
         if holder.session != session:
-            raise NotYours(f"{user} belongs to another session")
-        return self._publish(message_payload(user, text))
+            return fail(NotYours(f"{user} belongs to another session"))
+        return self.hub.broadcast(self.location, message_payload(holder.name, text))
 
-    def members(self) -> list[str]:
-        """The nicknames that joined and have not left, sorted."""
-        return sorted(user for user, holder in self._nicknames.items() if holder.joined)
+    def members(self) -> Deferred:
+        """Fires with the nicknames that joined and have not left, sorted."""
+        return succeed(sorted(holder.name for holder in self._nicknames.values() if holder.joined))
 
     def holder_of(self, user: str) -> str | None:
         """The session holding ``user``, or ``None`` when the nickname is free."""
-        holder = self._nicknames.get(user)
+        holder = self._nicknames.get(identity(user))
         return holder.session if holder is not None else None
 
-    def restore(self, members: Iterable[tuple[str, str, Iterable[str]]]) -> None:
-        """Take back the members of a previous run: (user, session, labels).
+    def keys_of(self, session: str) -> list[str]:
+        """The orbit keys of the nicknames ``session`` holds: what it may read."""
+        return [
+            make_key(holder.name, label, self.location)
+            for holder in self._nicknames.values()
+            if holder.session == session
+            for label in (holder.labels or {"0"})
+        ]
 
-        They are members again at once, so that what is said before their pages reconnect
-        reaches them; one whose page does not come back within the presence timeout leaves.
+    def restore(self, members: Iterable[Any]) -> None:
+        """Take back the members of a previous run (:class:`cherrychat.store.StoredMember`).
+
+        They are members again at once, from the id they joined at, so that what is said
+        before their pages reconnect reaches them; one whose page does not come back
+        within the presence timeout leaves.
         """
-        for user, session, labels in members:
-            holder = self._nicknames[user] = _Nickname(session, joined=True, labels=set(labels))
-            self._start_expiry(user, holder)
-        self._member_keys = None
-
-    def member_keys(self) -> frozenset[str]:
-        """The orbit keys of every member: where chat events go.
-
-        One snapshot serves every event until membership changes, so retained events
-        share it rather than each holding a copy of the member list.
-        """
-        if self._member_keys is None:
-            self._member_keys = frozenset(
-                make_key(user, label, self.location)
-                for user, holder in self._nicknames.items()
-                if holder.joined
-                for label in holder.labels
-            )
-        return self._member_keys
+        for member in members:
+            holder = _Nickname(member.user, member.session, joined=True, labels=set(member.labels))
+            self._nicknames[identity(member.user)] = holder
+            self.hub.hold(self.location, member.user, member.since)
+            for label in holder.labels:
+                self.hub.admit(make_key(member.user, label, self.location), member.since)
+            self._start_expiry(holder)
 
     # -- internals -------------------------------------------------------------------
 
     def _hold(self, user: str, session: str, refusal: type[NotYours] | type[Taken]) -> _Nickname:
-        holder = self._nicknames.get(user)
+        holder = self._nicknames.get(identity(user))
         if holder is None:
-            holder = self._nicknames[user] = _Nickname(session)
-            self._start_expiry(user, holder)
+            holder = self._nicknames[identity(user)] = _Nickname(user, session)
+            self.hub.hold(self.location, user)
+            self._start_expiry(holder)
         elif holder.session != session:
             raise refusal(f"nickname {user} is taken")
         return holder
 
-    def _publish(self, payload: str) -> int | Deferred:
-        events = self.hub.event(self.member_keys(), payload)
-        if isinstance(events, Deferred):
-            # A hub with a backplane: the ids come once the backplane stored the event.
-            return events.addCallback(lambda ids: ids[0] if ids else self.hub.channel(self.location).last_id)
-        return events[0].id if events else self.hub.channel(self.location).last_id
+    def _save(self, holder: _Nickname, since: int) -> Deferred:
+        if self.membership is None:
+            return succeed(None)
+        member_since = min(
+            (s for s in (self.hub.member_since(make_key(holder.name, label, self.location)) for label in holder.labels)
+             if s is not None),
+            default=since,
+        )
+        return self.membership.member_saved(self.location, holder.name, holder.session, holder.labels, member_since)
+
+    def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred:
+        publishing = self.hub.broadcast(self.location, payload, presence)
+        # A notice that cannot be stored is not worth failing anything else for.
+        publishing.addErrback(lambda _: None)
+        return publishing
 
     def _presence_changed(self, key: str, online: bool) -> None:
         try:
             user, _, location = parse_key(key)
         except InvalidKey:
             return
-        holder = self._nicknames.get(user)
-        if location != self.location or holder is None:
+        holder = self._nicknames.get(identity(user))
+        if location != self.location or holder is None or holder.name != user:
             return
         if online:
             holder.online_keys.add(key)
@@ -193,26 +267,33 @@ class ChatRoom:
         else:
             holder.online_keys.discard(key)
             if not holder.online_keys:
-                self._start_expiry(user, holder)
+                self._start_expiry(holder)
 
-    def _start_expiry(self, user: str, holder: _Nickname) -> None:
+    def _start_expiry(self, holder: _Nickname) -> None:
         if holder.expiry is None or not holder.expiry.active():
-            holder.expiry = self.clock.callLater(self.presence_timeout, self._leave, user, holder)
+            holder.expiry = self.clock.callLater(self.presence_timeout, self._leave, holder)
 
-    def _leave(self, user: str, holder: _Nickname) -> None:
-        if self._nicknames.get(user) is not holder or holder.online_keys:
+    def _leave(self, holder: _Nickname) -> None:
+        if self._nicknames.get(identity(holder.name)) is not holder or holder.online_keys:
             return
-        del self._nicknames[user]
-        self._member_keys = None
+        del self._nicknames[identity(holder.name)]
         for label in holder.labels:
-            self.hub.forget(make_key(user, label, self.location))
+            self.hub.expel(make_key(holder.name, label, self.location))
+        self.hub.release(self.location, holder.name)
         if holder.joined:
             if self.membership is not None:
-                self.membership.member_removed(self.location, user)
-            self._publish(left_payload(user))
+                self.membership.member_removed(self.location, holder.name).addErrback(lambda _: None)
+            self._presence.left(holder.name)
 
     def stop(self) -> None:
-        """Cancel pending leave timers, for a daemon that is shutting down."""
+        """Cancel pending leave timers and notices, for a daemon that is shutting down."""
+        self._presence.stop()
         for holder in self._nicknames.values():
             if holder.expiry is not None and holder.expiry.active():
                 holder.expiry.cancel()
+
+
+def _first_failure(steps: list[Deferred]) -> Deferred:
+    if len(steps) == 1:
+        return steps[0]
+    return gatherResults(steps, consumeErrors=True).addErrback(lambda failure: failure.value.subFailure)

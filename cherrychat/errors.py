@@ -44,6 +44,10 @@ class TooLarge(Refused):
 
 
 class Unavailable(Refused):
-    """503: the daemon cannot take this now (connection cap, lost backend)."""
+    """503: the daemon cannot take this now (connection cap, lost backend, storage that
+    cannot be written, stopping); ``retry_after`` seconds become a ``Retry-After`` header."""
 
     code = 503
+
+    def __init__(self, reason: str, retry_after: int | None = None):
+        super().__init__(reason, headers={"Retry-After": str(retry_after)} if retry_after else None)

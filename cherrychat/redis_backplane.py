@@ -286,10 +286,9 @@ class RedisBackplane:
         self._ping_interval = ping_interval
         self._retry: IDelayedCall | None = None
         self._stopped = False
-        hub.backplane = self
         # Redis keeps one id sequence per room that never goes back (see _resync), so
         # every daemon of the chat shares one epoch.
-        hub.epoch = "redis"
+        hub.use_backplane(self, "redis")
 
     # -- life cycle ------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cherrychat.chat import CHAT_LOCATION, ChatRoom, joined_payload, left_payload, message_payload
+from cherrychat.chat import CHAT_LOCATION, joined_payload, left_payload, message_payload
 from cherrychat.errors import NotYours, Taken, Unavailable
 from cherrychat.hub import Hub, InvalidKey, parse_key
 from cherrychat.redis_backplane import RedisBackplane, Script, event_body
@@ -138,7 +138,7 @@ return {1, publish_event(KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3], ARGV[4], m
 )
 
 
-class RedisChatRoom(ChatRoom):
+class RedisChatRoom:
     """The chat room at ``location``, its state in Redis through ``backplane``.
 
     @param reactor: times the presence refresh and the sweep (Redis expires keys in real
@@ -154,7 +154,11 @@ class RedisChatRoom(ChatRoom):
         presence_timeout: float = 10.0,
         reactor: Any = None,
     ):
-        super().__init__(hub, clock, location, presence_timeout)
+        self.hub = hub
+        self.clock = clock
+        self.location = location
+        self.presence_timeout = presence_timeout
+        hub.observe_presence(self._presence_changed)
         self.backplane = backplane
         self.reactor = reactor if reactor is not None else backplane.reactor
         self._ttl_ms = max(1, int(presence_timeout * 1000))
@@ -243,6 +247,10 @@ class RedisChatRoom(ChatRoom):
             return event_id
 
         return self.backplane.publish_with(MSG, self.location, keys, args).addCallback(sent)
+
+    def keys_of(self, session: str) -> list[str]:
+        """The keys ``session`` may read with; events here are not tied to holders."""
+        return []
 
     def members(self) -> Deferred:
         """Fires with the nicknames that joined and have not left, sorted, read from Redis."""

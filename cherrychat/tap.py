@@ -18,7 +18,7 @@ from twisted.web.server import Site
 from cherrychat.assets import static_directory
 from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, CometSettings
-from cherrychat.hub import Hub
+from cherrychat.hub import DEFAULT_MAX_NOTICES, Hub
 from cherrychat.metrics import metrics_resource
 from cherrychat.security_options import (
     SECURITY_PARAMETERS,
@@ -27,12 +27,19 @@ from cherrychat.security_options import (
     positive,
     web_security,
 )
-from cherrychat.store import HistoryStore
+from cherrychat.store import SYNC_MODES, HistoryStore
 from cherrychat.web import ChatWeb
 
 log = Logger()
 
 DEFAULT_LISTEN = "tcp:4700:interface=127.0.0.1"
+
+
+def sync_mode(value: str) -> str:
+    """Check ``--database-sync``."""
+    if value not in SYNC_MODES:
+        raise ValueError(f"--database-sync must be one of {', '.join(SYNC_MODES)}")
+    return value
 
 
 class Options(usage.Options):
@@ -48,6 +55,7 @@ class Options(usage.Options):
         ["redis", None, None, "Share one chat among daemons through Redis at this URL, e.g. redis://127.0.0.1:6379/0; history and presence then live in Redis and --database is not used. Off by default."],
         ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", positive(float)],
         ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", positive(float)],
+        ["database-sync", None, "full", "How hard SQLite makes each commit durable: full (survives power loss) or normal (survives the daemon being killed, not the machine losing power).", sync_mode],
         ["retain-events", None, 1000, "Events each location keeps: its history, and what clients resume from.", positive(int)],
         ["retain-seconds", None, 3600.0, "Age after which a client can no longer resume from an event (it gets a reset and reloads the history).", positive(float)],
         ["max-connections", None, 20000, "Open comet connections in all; more get 503.", positive(int)],
@@ -152,8 +160,11 @@ class CherryChatService(MultiService):
         # to drive them while the sockets run on the real reactor.
         clock = clock if clock is not None else reactor
         self.clock = clock
-        self.hub = Hub(clock, max_events=config["retain-events"], max_age=config["retain-seconds"])
         self.store: HistoryStore | None = None
+        if not config["redis"] and config["database"] != ":memory:":
+            self.store = HistoryStore(config["database"], reactor, keep=config["retain-events"],
+                                      keep_notices=DEFAULT_MAX_NOTICES, sync=config["database-sync"])
+        self.hub = Hub(clock, max_events=config["retain-events"], max_age=config["retain-seconds"], journal=self.store)
         self.backplane: Any = None
         if config["redis"]:
             # Several daemons, one chat: ids, history, nicknames and presence in Redis.
@@ -162,8 +173,7 @@ class CherryChatService(MultiService):
 
             self.backplane = RedisBackplane(config["redis"], self.hub, reactor, retain_events=config["retain-events"])
             self.chat = RedisChatRoom(self.hub, clock, self.backplane, presence_timeout=config["presence-timeout"], reactor=reactor)
-        elif config["database"] != ":memory:":
-            self.store = HistoryStore(config["database"], clock, keep=max(config["retain-events"], 1000))
+        elif self.store is not None:
             loaded = self.store.load_into(self.hub)
             log.info("history: {count} events from {path}", count=loaded, path=config["database"])
         if self.backplane is None:
@@ -179,7 +189,7 @@ class CherryChatService(MultiService):
                 max_queued_bytes=config["max-queued-bytes"],
             ),
         )
-        healthy = self.backplane.healthy if self.backplane is not None else (lambda: True)
+        healthy = self.backplane.healthy if self.backplane is not None else (self.store.healthy if self.store else (lambda: True))
         self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy, **web_security(config))
         self.site = self.web.site(access_log=not config["no-access-log"])
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
@@ -195,7 +205,7 @@ class CherryChatService(MultiService):
         """Raise the file limit, start the timers and listen."""
         raise_file_limit()
         if self.store is not None:
-            self.store.start(self.hub)
+            self.store.start()
         if self.backplane is not None:
             self.backplane.start()
             self.chat.start()
@@ -205,6 +215,9 @@ class CherryChatService(MultiService):
 
     def stopService(self) -> Deferred:
         """Stop accepting, send streaming clients away, stop the timers."""
+        # From the signal on, publishing answers 503 with Retry-After; what was accepted
+        # before is committed before the store closes.
+        self.hub.close()
         stopped = DeferredList([maybeDeferred(listener.stopService) for listener in self.listeners])
         Service.stopService(self)
         self.comet.stop()

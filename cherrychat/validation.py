@@ -59,15 +59,16 @@ def session_label(value: str | None) -> str:
     return value
 
 
-def event_id(value: str | None) -> int | None:
-    """Check an optional ``last_event_id``: a non-negative integer."""
+def event_id(value: str | None, name: str = "last_event_id") -> int | None:
+    """Check an optional event id parameter (``last_event_id``, ``before``): a
+    non-negative integer."""
     if value is None or value == "":
         return None
     if not value.isascii() or not value.isdigit() or len(value) > 16:
-        raise BadRequest("invalid parameter: last_event_id")
+        raise BadRequest(f"invalid parameter: {name}")
     number = int(value)
     if number > MAX_EVENT_ID:
-        raise BadRequest("invalid parameter: last_event_id")
+        raise BadRequest(f"invalid parameter: {name}")
     return number
 
 

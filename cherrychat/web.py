@@ -27,10 +27,10 @@ from twisted.web.websocket import WebSocketResource
 from werkzeug.exceptions import HTTPException
 
 from cherrychat import validation
-from cherrychat.chat import ChatRoom
+from cherrychat.chat import Room
 from cherrychat.comet import Comet, connection_resource
 from cherrychat.errors import BadRequest, Refused
-from cherrychat.hub import InvalidKey, make_key
+from cherrychat.hub import Event, InvalidKey, make_key
 from cherrychat.limits import Limits, LimitSettings, channel_factory, request_factory
 from cherrychat.origins import OriginPolicy
 from cherrychat.publish import INVALID_KEYS, Publisher
@@ -79,6 +79,14 @@ def as_json(request: IRequest, value: Any) -> bytes:
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-cache, no-store")
     return json.dumps(value, ensure_ascii=True).encode("ascii")
+
+
+def history_item(event: Event) -> dict[str, Any]:
+    """One event as ``GET /history`` lists it."""
+    item: dict[str, Any] = {"id": event.id, "time": event.time, "payload": event.payload}
+    if event.presence is not None:
+        item["presence"] = event.presence
+    return item
 
 
 class PlainRefusal(Resource):
@@ -134,7 +142,7 @@ class ChatWeb:
 
     def __init__(
         self,
-        chat: ChatRoom,
+        chat: Room,
         comet: Comet,
         static_directory: Path,
         healthy: Callable[[], bool] = lambda: True,
@@ -269,7 +277,8 @@ class ChatWeb:
 
     @app.route("/event", methods=["POST"])
     def event(self, request: IRequest) -> Deferred:
-        """``hub.event(keys, payload)`` for a holder of the publishing token."""
+        """``hub.event(keys, payload)`` for a holder of the publishing token; answered
+        once the event is stored."""
         self.publisher.authorize(request)
         self.origins.check(request)
         keys, payload = self.publisher.parse(request)
@@ -278,13 +287,7 @@ class ChatWeb:
             published = self.comet.hub.event(keys, payload)
         except InvalidKey:
             raise BadRequest(INVALID_KEYS) from None
-        publishing = maybeDeferred(lambda: published)
-
-        def ids(published: Any) -> bytes:
-            numbers = [item if isinstance(item, int) else item.id for item in published]
-            return as_json(request, {"ids": numbers})
-
-        return publishing.addCallback(ids)
+        return published.addCallback(lambda ids: as_json(request, {"ids": ids}))
 
     # -- JSON views ----------------------------------------------------------------
 
@@ -295,13 +298,14 @@ class ChatWeb:
 
     @app.route("/history", methods=["GET"])
     def history(self, request: IRequest) -> bytes:
-        """The room's recent events, oldest first."""
+        """The room's recent events that the caller may read, oldest first; ``before=ID``
+        pages back."""
         limit = validation.positive_int(argument(request, "limit"), "limit", 50, 1000)
-        events = self.comet.hub.channel(self.chat.location).recent(limit)
-        return as_json(
-            request,
-            {"events": [{"id": e.id, "time": e.time, "payload": e.payload} for e in events]},
-        )
+        before = validation.event_id(argument(request, "before"), "before")
+        hub = self.comet.hub
+        keys = self.chat.keys_of(session_of(request))
+        events = hub.channel(self.chat.location).recent(limit, before, lambda event: hub.readable(event, keys))
+        return as_json(request, {"events": [history_item(event) for event in events]})
 
     # -- refusals ------------------------------------------------------------------
 

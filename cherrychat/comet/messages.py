@@ -25,9 +25,10 @@ def event_message(event: Event) -> bytes:
     """The ``event`` message of ``event``, encoded once and cached on the event."""
     encoded = event.frames.get(_JSON_KEY)
     if encoded is None:
-        encoded = event.frames[_JSON_KEY] = encode(
-            {"type": "event", "id": event.id, "time": event.time, "data": event.payload}
-        )
+        message: dict[str, object] = {"type": "event", "id": event.id, "time": event.time, "data": event.payload}
+        if event.presence is not None:
+            message["presence"] = event.presence
+        encoded = event.frames[_JSON_KEY] = encode(message)
     return encoded
 
 
