@@ -105,8 +105,12 @@ class RedisKeys:
         return f"{self.prefix}history:{location}"
 
     def members(self, location: str) -> str:
-        """The hash of ``location``'s nickname holders: name -> JSON holder record."""
+        """The hash of ``location``'s nickname holders: identity -> JSON holder record."""
         return f"{self.prefix}members:{location}"
+
+    def stamps(self, location: str) -> str:
+        """The counter numbering ``location``'s membership changes (apart from event ids)."""
+        return f"{self.prefix}member-stamp:{location}"
 
     def presence(self, location: str, user: str = "") -> str:
         """The TTL key that says ``user`` still has a connection somewhere."""
@@ -120,12 +124,16 @@ class RedisKeys:
 # -- scripts -------------------------------------------------------------------------
 
 #: Lua shared by the scripts that publish: number, store, trim and announce an event.
-#: ``body`` is the event's JSON object without ``id`` and ``recipients``; the script puts
-#: them in front, so the stored and published text carries its id.
+#: ``body`` is the event's JSON object without ``id`` (and ``recipients``); the script puts
+#: them in front, so the stored and published text carries its id. ``recipients`` is the
+#: JSON array of a targeted event's keys, or ``''`` for a room event, which is stored
+#: once with no recipients at all (its readers follow from the members' join ids).
 LUA_LIBRARY = r"""
 local function publish_event(seq, history, locations, channel, retain, location, recipients, body)
   local id = redis.call('INCR', seq)
-  local event = '{"id":' .. string.format('%d', id) .. ',"recipients":' .. recipients .. ',' .. string.sub(body, 2)
+  local head = '{"id":' .. string.format('%d', id) .. ','
+  if recipients ~= '' then head = head .. '"recipients":' .. recipients .. ',' end
+  local event = head .. string.sub(body, 2)
   redis.call('ZADD', history, id, event)
   local excess = redis.call('ZCARD', history) - tonumber(retain)
   if excess > 0 then
@@ -136,25 +144,28 @@ local function publish_event(seq, history, locations, channel, retain, location,
   return id
 end
 
--- The JSON array of the orbit keys of every member that joined: where chat events go.
-local function member_keys(members, location)
-  local keys = {}
-  local all = redis.call('HGETALL', members)
-  for i = 1, #all, 2 do
-    local holder = cjson.decode(all[i + 1])
-    if holder.joined then
-      for label, _ in pairs(holder.labels) do
-        keys[#keys + 1] = cjson.encode(all[i] .. ', ' .. label .. ', ' .. location)
-      end
-    end
-  end
-  return '[' .. table.concat(keys, ',') .. ']'
+-- The newest id handed out at a location: a member or holder from now on reads what is above it.
+local function last_id(seq)
+  return tonumber(redis.call('GET', seq) or '0')
+end
+
+-- Tell every daemon the new state of one nickname (nil: it is free), numbered by the
+-- location's membership counter so that a daemon can tell old news from new.
+local function announce_member(stamps, channel, location, user, holder)
+  local stamp = redis.call('INCR', stamps)
+  local record = 'null'
+  if holder then record = cjson.encode(holder) end
+  redis.call('PUBLISH', channel, '{"member":' .. cjson.encode(user) .. ',"record":' .. record ..
+    ',"stamp":' .. string.format('%d', stamp) .. ',"location":' .. cjson.encode(location) .. '}')
+  return stamp
 end
 """
 
 
 class Script:
-    """A Lua script run with EVALSHA (EVAL the first time on each connection)."""
+    """A Lua script, run by its SHA-1 with EVALSHA; sent whole (EVAL) only when Redis
+    answers NOSCRIPT, the first time on a server (or after it restarted or flushed its
+    script cache)."""
 
     def __init__(self, name: str, body: str):
         self.name = name
@@ -162,7 +173,8 @@ class Script:
         self.sha1 = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
 
-#: KEYS: seq, history, locations. ARGV: channel, retain, location, recipients JSON, body.
+#: KEYS: seq, history, locations. ARGV: channel, retain, location, recipients JSON
+#: (``''`` for a room event), body. The event's id.
 PUBLISH = Script("publish", "return publish_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])")
 
 #: KEYS: seq, locations. ARGV: the hub's last id, location. Ids never go backwards, even
@@ -178,15 +190,25 @@ return 1
 )
 
 
-def event_body(location: str, time: float, payload: str) -> str:
-    """An event's JSON object as the scripts complete it (they add id and recipients)."""
-    return json.dumps({"time": time, "location": location, "payload": payload}, separators=(",", ":"))
+def event_body(location: str, time: float, payload: str, presence: dict[str, Any] | None = None) -> str:
+    """An event's JSON object as the scripts complete it (they add the id, and the
+    recipients of a targeted event); a presence notice carries its ``presence``."""
+    fields: dict[str, Any] = {"time": time, "location": location, "payload": payload}
+    if presence is not None:
+        fields["presence"] = presence
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def decode_event(text: str | bytes) -> Event:
-    """An event as stored and published by the scripts."""
+    """An event as stored and published by the scripts: a room event has no recipients."""
     data = json.loads(text)
-    return Event(int(data["id"]), float(data["time"]), data["payload"], data["location"], frozenset(data["recipients"]))
+    recipients = data.get("recipients")
+    presence = data.get("presence")
+    return Event(
+        int(data["id"]), float(data["time"]), data["payload"], data["location"],
+        frozenset(recipients) if recipients is not None else None,
+        presence if isinstance(presence, dict) else None,
+    )
 
 
 # -- connections ---------------------------------------------------------------------
@@ -269,6 +291,8 @@ class RedisBackplane:
         #: events this daemon published, and events it received from Redis
         self.published = 0
         self.received = 0
+        #: scripts sent whole (EVAL) after Redis did not know their SHA-1
+        self.scripts_sent = 0
         #: reactor time at which the backplane last became healthy
         self.healthy_since: float | None = None
         self._command: Any = None
@@ -279,7 +303,8 @@ class RedisBackplane:
         self._buffer: list[tuple[str, Any]] = []
         self._waiters: dict[str, list[tuple[int, Any, Deferred, IDelayedCall]]] = {}
         self._ready_observers: list[Callable[[], None]] = []
-        self._forget_observers: list[Callable[[list[str]], None]] = []
+        self._control_observers: list[Callable[[dict[str, Any]], None]] = []
+        self._resync_hooks: list[Callable[[], Deferred]] = []
         self._factories: list[_Factory] = []
         self._pinger = LoopingCall(self._ping)
         self._pinger.clock = reactor
@@ -325,15 +350,24 @@ class RedisBackplane:
         """Call ``observer()`` each time the backplane (re)gains Redis and caught up."""
         self._ready_observers.append(observer)
 
-    def observe_forget(self, observer: Callable[[list[str]], None]) -> None:
-        """Call ``observer(keys)`` when a script says that these orbit keys are gone."""
-        self._forget_observers.append(observer)
+    def observe_control(self, observer: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``observer(message)`` for each control message of the channel (a JSON
+        object without ``id``, e.g. a nickname's new state), in channel order with the
+        events."""
+        self._control_observers.append(observer)
+
+    def on_resync(self, hook: Callable[[], Deferred]) -> None:
+        """Call ``hook()`` on every (re)synchronisation, after subscribing and before the
+        missed events are loaded; it may read Redis with :meth:`query` and returns a
+        Deferred. Control messages received meanwhile are handed on after it fired."""
+        self._resync_hooks.append(hook)
 
     # -- commands --------------------------------------------------------------------
 
-    def run(self, script: Script, keys: list[str], args: list[Any]) -> Deferred:
-        """Run ``script``; fails with :class:`Unavailable` while Redis is not usable."""
-        if not self.healthy():
+    def run(self, script: Script, keys: list[str], args: list[Any], syncing: bool = False) -> Deferred:
+        """Run ``script``; fails with :class:`Unavailable` while Redis is not usable
+        (with ``syncing``, only while it is not connected: for :meth:`on_resync` hooks)."""
+        if not syncing and not self.healthy():
             return fail(Unavailable("chat backend unavailable, try again later"))
         return self._run(script, keys, args)
 
@@ -343,8 +377,21 @@ class RedisBackplane:
             return fail(Unavailable("chat backend unavailable, try again later"))
         return self._call(command)
 
+    def query(self, command: Callable[[Any], Deferred]) -> Deferred:
+        """Like :meth:`call`, but also while (re)synchronising: for :meth:`on_resync` hooks."""
+        return self._call(command)
+
     def _run(self, script: Script, keys: list[str], args: list[Any]) -> Deferred:
-        return self._call(lambda redis: redis.eval(script.source, keys, args))
+        def run(redis: Any) -> Deferred:
+            def unknown(failure: Failure) -> Deferred:
+                # NOSCRIPT: this server has not seen the script yet (or restarted).
+                failure.trap(txredisapi.ScriptDoesNotExist)
+                self.scripts_sent += 1
+                return redis.eval(script.source, keys, args)
+
+            return redis.evalsha(script.sha1, keys, args).addErrback(unknown)
+
+        return self._call(run)
 
     def _call(self, command: Callable[[Any], Deferred]) -> Deferred:
         connection = self._command
@@ -377,6 +424,13 @@ class RedisBackplane:
             for location, location_keys in by_location.items()
         ]
         return gatherResults(published, consumeErrors=True).addErrback(lambda failure: failure.value.subFailure)
+
+    def broadcast(self, location: str, payload: str, presence: dict[str, Any] | None = None) -> Deferred:
+        """Number, store and share a room event: stored once, with no recipients, so it
+        costs the same however many members the room has. Fires with its id."""
+        body = event_body(location, self.hub.clock.seconds(), payload, presence)
+        return self.publish_with(PUBLISH, location, self.keys.publishing(location),
+                                 [self.keys.channel, self.retain_events, location, "", body])
 
     def publish_with(self, script: Script, location: str, keys: list[str], args: list[Any]) -> Deferred:
         """Run a publishing script and wait until this daemon's hub has the event.
@@ -430,7 +484,7 @@ class RedisBackplane:
     # -- receiving -------------------------------------------------------------------
 
     def _message(self, message: str | bytes) -> None:
-        """One message from the channel: an event, or a control message (``forget``)."""
+        """One message from the channel: an event, or a control message (a nickname's state)."""
         try:
             data = json.loads(message)
             item = ("event", decode_event(message)) if "id" in data else ("control", data)
@@ -453,11 +507,8 @@ class RedisBackplane:
         self._confirm(event.location)
 
     def _control(self, data: dict[str, Any]) -> None:
-        keys = [key for key in data.get("forget", ()) if isinstance(key, str)]
-        for key in keys:
-            self.hub.forget(key)
-        for observer in self._forget_observers:
-            observer(keys)
+        for observer in self._control_observers:
+            observer(data)
 
     @inlineCallbacks
     def _drain(self):
@@ -503,7 +554,10 @@ class RedisBackplane:
                     "events {first} to {last} of {location} are no longer retained",
                     first=channel.last_id + 1, last=event.id - 1, location=event.location,
                 )
-                channel.events.clear()
+                # TODO(hub): a Channel.restart(after) would say this without touching its deques.
+                channel.messages.clear()
+                channel.notices.clear()
+                channel.restore((), event.id - 1)
             self._receive(event)
 
     # -- connection state ------------------------------------------------------------
@@ -554,6 +608,8 @@ class RedisBackplane:
         for location, channel in self.hub.channels().items():
             if channel.last_id:
                 yield self._run(SEED, [self.keys.seq(location), self.keys.locations], [channel.last_id, location])
+        for hook in self._resync_hooks:
+            yield hook()
         locations = yield self._call(lambda redis: redis.smembers(self.keys.locations))
         for location in sorted(locations):
             yield self._fetch(location)

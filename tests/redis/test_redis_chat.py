@@ -22,9 +22,12 @@ class ChatAcrossDaemonsTests(RedisTestCase):
         for user, transport, daemon in people:
             browsers[user] = yield self.browser(self.bases[daemon])
             streams[user] = yield self.connect(browsers[user], user, transport)
-        for user, _, daemon in people:
+        for index, (user, _, daemon) in enumerate(people):
             yield self.listening(self.services[daemon], user)
             self.assertEqual((yield browsers[user].post("/join", user=user)), (200, "joined\n"))
+            # A join soon after another on the same daemon is announced at the end of the
+            # presence window: wait for it, so that the notices stay in join order.
+            yield streams["ann"].wait_for_events(index + 1, timeout=5)
         for round_ in range(2):
             for user, _, _ in people:
                 status = yield browsers[user].get("/msg", user=user, msg=f"<{round_}> from {user} & co")
@@ -120,6 +123,8 @@ class PresenceAcrossDaemonsTests(RedisTestCase):
         self.assertEqual(ann_stream.payloads[-1], "ben left")
         self.assertEqual(json.loads((yield carl.get("/who"))[1]), {"members": ["ann"]})
         self.assertEqual((yield carl.post("/join", user="ben")), (200, "joined\n"))
+        # Connected, so that the new ben stays while his notice waits out the presence window.
+        yield self.connect(carl, "ben", "sse")
         yield ann_stream.wait_for_events(4)
         yield deferLater(reactor, 0.5, lambda: None)  # time for a second daemon to sweep
         self.assertEqual(ann_stream.payloads, ["ann joined", "ben joined", "ben left", "ben joined"])

@@ -36,8 +36,9 @@ class RedisOutageTests(RedisTestCase):
         ann_stream = yield self.connect(ann, "ann", "sse")
         ben_stream = yield self.connect(ben, "ben", "websocket")
         cat_poll = yield self.connect(cat, "cat", "longpoll")
-        for browser, user in ((ann, "ann"), (ben, "ben"), (cat, "cat")):
+        for count, (browser, user) in enumerate(((ann, "ann"), (ben, "ben"), (cat, "cat")), 1):
             self.assertEqual((yield browser.post("/join", user=user)), (200, "joined\n"))
+            yield ann_stream.wait_for_events(count)  # a notice may wait for its presence window
         acknowledged = ["ann joined", "ben joined", "cat joined"]
         for n in range(3):
             self.assertEqual((yield ann.post("/msg", user="ann", msg=f"before {n}")), (200, "sent\n"))
@@ -106,8 +107,9 @@ class KilledDaemonTests(RedisTestCase):
             "cat": (yield self.connect(cat, "cat", "websocket")),
             "dan": (yield self.connect(dan, "dan", "longpoll")),
         }
-        for browser, user in ((ann, "ann"), (ben, "ben"), (cat, "cat"), (dan, "dan")):
+        for count, (browser, user) in enumerate(((ann, "ann"), (ben, "ben"), (cat, "cat"), (dan, "dan")), 1):
             self.assertEqual((yield browser.post("/join", user=user)), (200, "joined\n"))
+            yield streams["ann"].wait_for_events(count)  # a notice may wait for its presence window
         sent = []
         for n in range(3):
             self.assertEqual((yield ann.post("/msg", user="ann", msg=f"on the first {n}")), (200, "sent\n"))
