@@ -60,11 +60,14 @@ def poll(condition: Callable[[], bool], timeout: float, what: str, step: float =
 class RedisServer:
     """A ``redis-server`` of the test's own, on a free port, its files in a temp dir.
 
-    Every write is in the append-only file before Redis answers (``appendfsync always``),
-    so a Redis killed and started again has everything it acknowledged.
+    By default every write is in the append-only file before Redis answers
+    (``appendfsync always``), so a Redis killed and started again has everything it
+    acknowledged; ``persistence`` replaces those settings (e.g. ``("--appendonly", "yes",
+    "--appendfsync", "everysec")``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, persistence: tuple[str, ...] = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")) -> None:
+        self.persistence = persistence
         self.program = require("redis-server", "/usr/bin/redis-server")
         self.directory = tempfile.mkdtemp(prefix="cherrychat-redis-")
         self.port = free_port()
@@ -78,7 +81,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.program, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.directory,
-                "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
+                *self.persistence, "--daemonize", "no",
                 "--logfile", os.path.join(self.directory, "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
@@ -143,10 +146,13 @@ class RedisTestCase(DaemonTestCase):
     daemons = 3
     daemon_arguments: tuple[str, ...] = ()
 
+    #: the redis-server's persistence settings (None: RedisServer's default)
+    redis_persistence: tuple[str, ...] | None = None
+
     @inlineCallbacks
     def setUp(self):
         super().setUp()
-        self.redis = RedisServer().start()
+        self.redis = (RedisServer(self.redis_persistence) if self.redis_persistence else RedisServer()).start()
         self.addCleanup(self.redis.stop)
         self.bases: list[str] = []
         for _ in range(self.daemons):
