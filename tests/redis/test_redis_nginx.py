@@ -115,8 +115,11 @@ class NginxTests(RedisTestCase):
         # least_conn spread the connections over both daemons.
         counts = [len(service.comet.connections) for service in self.services]
         self.assertTrue(all(counts), counts)
-        for transport in transports:
+        for count, transport in enumerate(transports, 1):
             self.assertEqual((yield browsers[transport].post("/join", user=transport)), (200, "joined\n"))
+            # A join soon after another on the same daemon is announced at the end of the
+            # presence window: wait for it, so that the notices stay in join order.
+            yield streams["websocket"].wait_for_events(count, timeout=5.0)
         yield streams["longpoll"].wait_for_events(1)
         joins = len(transports)
         for round_ in range(3):
