@@ -112,9 +112,10 @@ class RedisKeys:
         """The counter numbering ``location``'s membership changes (apart from event ids)."""
         return f"{self.prefix}member-stamp:{location}"
 
-    def presence(self, location: str, user: str = "") -> str:
-        """The TTL key that says ``user`` still has a connection somewhere."""
-        return f"{self.prefix}presence:{location}:{user}"
+    def presence(self, location: str) -> str:
+        """The sorted set of ``location``'s holders by deadline (ms, Redis time): a holder
+        past its deadline has had no connection anywhere for the presence timeout."""
+        return f"{self.prefix}presence:{location}"
 
     def publishing(self, location: str) -> list[str]:
         """The keys every publishing script takes first: counter, history, locations."""
@@ -142,6 +143,12 @@ local function publish_event(seq, history, locations, channel, retain, location,
   redis.call('SADD', locations, location)
   redis.call('PUBLISH', channel, event)
   return id
+end
+
+-- Now, in milliseconds of the Redis server's clock (one clock for every daemon).
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
 -- The newest id handed out at a location: a member or holder from now on reads what is above it.

@@ -17,11 +17,12 @@ on all of them. Every operation costs the same however many members the room has
   :meth:`Hub.release`) and so decides locally who reads a room event, which is stored
   once with no recipients. Being on the event channel, a change reaches a daemon before
   any event numbered after it. Every (re)synchronisation loads the whole hash again.
-- ``PREFIX presence:LOCATION:IDENTITY`` is a key with a time to live of the presence
-  timeout. Every daemon refreshes it, every third of the timeout, for the nicknames it
-  holds connections for, and once more after the last of them closed. A sweep on every
-  daemon removes, by a script that only one daemon can win, the holders whose presence key
-  expired.
+- ``PREFIX presence:LOCATION`` is a sorted set, identity -> deadline (milliseconds of the
+  Redis clock), one presence timeout ahead. Every daemon moves it on, every third of the
+  timeout, for the nicknames it holds connections for, and once more after the last of
+  them closed. A sweep on every daemon takes the holders past their deadline (a range of
+  the set: it costs what expired, not what the room holds) and removes each by a script
+  that only one daemon can win.
 - Joins and leaves go out as presence notices gathered by a
   :class:`~cherrychat.presence.PresenceBatcher` on the daemon where the join was asked for,
   or whose sweep removed the holder.
@@ -47,7 +48,7 @@ from cherrychat.redis_backplane import RedisBackplane, Script, event_body
 
 log = Logger()
 
-#: KEYS: members, presence(user), seq, stamps. ARGV: identity, name, session, ttl ms,
+#: KEYS: members, presence, seq, stamps. ARGV: identity, name, session, ttl ms,
 #: channel, location. {1, stamp}: held by session (stamp 0: it was already); {0, 0}: taken.
 CLAIM = Script(
     "claim",
@@ -59,12 +60,12 @@ if raw then
 end
 local holder = {name = ARGV[2], session = ARGV[3], held = last_id(KEYS[3]), joined = false, labels = {}}
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(holder))
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[4]), ARGV[1])
 return {1, announce_member(KEYS[4], ARGV[5], ARGV[6], ARGV[1], holder)}
 """,
 )
 
-#: KEYS: members, presence(user), seq, stamps.
+#: KEYS: members, presence, seq, stamps.
 #: ARGV: identity, name, session, label, ttl ms, channel, location, labels allowed.
 #: {code, stamp, name}: code 0 taken, 1 joined now, 2 already joined, 3 too many labels.
 JOIN = Script(
@@ -86,7 +87,7 @@ if count >= tonumber(ARGV[8]) then return {3, 0, holder.name} end
 holder.joined = true
 holder.labels[ARGV[4]] = last_id(KEYS[3])
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(holder))
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[5], 'NX')
+redis.call('ZADD', KEYS[2], 'NX', now_ms() + tonumber(ARGV[5]), ARGV[1])
 return {newly and 1 or 2, announce_member(KEYS[4], ARGV[6], ARGV[7], ARGV[1], holder), holder.name}
 """,
 )
@@ -107,14 +108,15 @@ return {1, publish_event(KEYS[2], KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], '
 """,
 )
 
-#: KEYS: members. ARGV: presence key prefix, ttl ms, identities... Refreshes held nicknames.
+#: KEYS: members, presence. ARGV: ttl ms, identities... Moves the deadline of the held ones.
 REFRESH = Script(
     "refresh",
     """
+local deadline = now_ms() + tonumber(ARGV[1])
 local count = 0
-for i = 3, #ARGV do
+for i = 2, #ARGV do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    redis.call('SET', ARGV[1] .. ARGV[i], '1', 'PX', ARGV[2])
+    redis.call('ZADD', KEYS[2], deadline, ARGV[i])
     count = count + 1
   end
 end
@@ -122,25 +124,23 @@ return count
 """,
 )
 
-#: KEYS: members. ARGV: presence key prefix. The holders whose presence key expired.
-#: It scans the hash: run by the periodic sweep, never per request.
+#: KEYS: presence. ARGV: at most how many. The holders past their deadline, oldest first:
+#: a range of the sorted set, so a sweep costs what expired, not what the room holds.
 EXPIRED = Script(
     "expired",
     """
-local gone = {}
-for _, user in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. user) == 0 then gone[#gone + 1] = user end
-end
-return gone
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[1]))
 """,
 )
 
-#: KEYS: members, presence(user), stamps. ARGV: identity, channel, location.
+#: KEYS: members, presence, stamps. ARGV: identity, channel, location.
 #: {0, 0, ''}: not removed (back, or removed by another daemon); {1, joined, name}: removed.
 LEAVE = Script(
     "leave",
     """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {0, 0, ''} end
+local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if deadline and tonumber(deadline) > now_ms() then return {0, 0, ''} end
+redis.call('ZREM', KEYS[2], ARGV[1])
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {0, 0, ''} end
 local holder = cjson.decode(raw)
@@ -150,14 +150,21 @@ return {1, holder.joined and 1 or 0, holder.name}
 """,
 )
 
-#: KEYS: members, stamps. {stamp, {identity, record, ...}}: every holder, and the stamp of
-#: the newest change they include.
+#: KEYS: members, stamps, presence. ARGV: ttl ms. {stamp, {identity, record, ...}}: every
+#: holder, and the stamp of the newest change they include. A holder without a deadline
+#: (kept by an older version) gets one. Run on (re)synchronisation only: it reads the hash.
 SNAPSHOT = Script(
     "snapshot",
     """
-return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', KEYS[1])}
+local all = redis.call('HGETALL', KEYS[1])
+local deadline = now_ms() + tonumber(ARGV[1])
+for i = 1, #all, 2 do redis.call('ZADD', KEYS[3], 'NX', deadline, all[i]) end
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), all}
 """,
 )
+
+#: holders a sweep removes at most at once (the rest at the next sweep)
+SWEEP_BATCH = 1000
 
 
 @dataclass(eq=False, slots=True)
@@ -207,7 +214,7 @@ class RedisChatRoom:
         keys = backplane.keys
         self._members_key = keys.members(location)
         self._stamps_key = keys.stamps(location)
-        self._presence_prefix = keys.presence(location)
+        self._presence_key = keys.presence(location)
         #: this daemon's mirror of the members hash: identity -> holder, and by session
         self._holders: dict[str, _Holder] = {}
         self._by_session: dict[str, set[str]] = {}
@@ -269,7 +276,7 @@ class RedisChatRoom:
                 raise NotYours(f"nickname {user} is taken")
             return self._applied(int(result[1]))
 
-        keys = [self._members_key, self._presence_prefix + identity(user), self._seq_key, self._stamps_key]
+        keys = [self._members_key, self._presence_key, self._seq_key, self._stamps_key]
         args = [identity(user), user, session, self._ttl_ms, self.backplane.keys.channel, self.location]
         return self.backplane.run(CLAIM, keys, args).addCallback(claimed)
 
@@ -282,7 +289,7 @@ class RedisChatRoom:
         @raise Taken: (through the Deferred) the nickname is held by another session.
         @raise Refused: (429) the nickname has joined with as many labels as allowed.
         """
-        keys = [self._members_key, self._presence_prefix + identity(user), self._seq_key, self._stamps_key]
+        keys = [self._members_key, self._presence_key, self._seq_key, self._stamps_key]
         args = [identity(user), user, session, label, self._ttl_ms, self.backplane.keys.channel, self.location,
                 MAX_LABELS_PER_NICKNAME]
 
@@ -374,7 +381,8 @@ class RedisChatRoom:
             self._stamp = stamp
             self._wake()
 
-        return self.backplane.run(SNAPSHOT, [self._members_key, self._stamps_key], [], syncing=True).addCallback(loaded)
+        keys = [self._members_key, self._stamps_key, self._presence_key]
+        return self.backplane.run(SNAPSHOT, keys, [self._ttl_ms], syncing=True).addCallback(loaded)
 
     def _control(self, data: dict[str, Any]) -> None:
         """A nickname's new state from the channel (in order with the events)."""
@@ -497,8 +505,8 @@ class RedisChatRoom:
         for user in users:
             if user in self._online:
                 self._refreshed[user] = now
-        args = [self._presence_prefix, self._ttl_ms, *users]
-        self.backplane.run(REFRESH, [self._members_key], args).addErrback(self._ignore_unavailable)
+        args = [self._ttl_ms, *users]
+        self.backplane.run(REFRESH, [self._members_key, self._presence_key], args).addErrback(self._ignore_unavailable)
 
     def sweep(self) -> Deferred:
         """Remove the holders whose presence expired; one daemon wins each, and announces
@@ -510,7 +518,7 @@ class RedisChatRoom:
         since = self.backplane.healthy_since
         if since is None or self.reactor.seconds() - since < self.presence_timeout:
             return succeed(None)
-        expired = self.backplane.run(EXPIRED, [self._members_key], [self._presence_prefix])
+        expired = self.backplane.run(EXPIRED, [self._presence_key], [SWEEP_BATCH])
         return expired.addCallback(self._leave_all).addErrback(self._ignore_unavailable)
 
     def _leave_all(self, users: list[Any]) -> Deferred | None:
@@ -519,7 +527,7 @@ class RedisChatRoom:
         return gatherResults([self._leave_one(_text(user)) for user in users], consumeErrors=True)
 
     def _leave_one(self, user: str) -> Deferred:
-        keys = [self._members_key, self._presence_prefix + user, self._stamps_key]
+        keys = [self._members_key, self._presence_key, self._stamps_key]
 
         def left(result: list[Any]) -> None:
             if int(result[0]) and int(result[1]):
