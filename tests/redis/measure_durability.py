@@ -6,7 +6,8 @@ messages from a few concurrent senders; after ``--kill-after`` acknowledged mess
 redis-server gets SIGKILL, is started again on the same directory, and the room's history
 in Redis is compared with what was acknowledged. Power loss cannot be simulated here.
 
-    python tests/redis/measure_durability.py [--messages 400] [--kill-after 200]
+    PYTHONPATH=. python tests/redis/measure_durability.py [--messages 2000] [--kill-after 1500]
+        [--senders 4] [--only everysec] [--rounds 1]
 
 Prints one line per setting: acknowledged, lost, acknowledged messages per second before
 the kill.
@@ -26,6 +27,7 @@ import time
 
 from twisted.internet import defer, reactor, task
 
+from cherrychat.errors import Unavailable
 from cherrychat.hub import Hub
 from cherrychat.redis_backplane import RedisBackplane
 from cherrychat.redis_chat import RedisChatRoom
@@ -34,7 +36,8 @@ SETTINGS = {
     "appendonly yes, appendfsync always": ("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
     "appendonly yes, appendfsync everysec": ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec"),
     "appendonly yes, appendfsync no": ("--save", "", "--appendonly", "yes", "--appendfsync", "no"),
-    "RDB only (save 60 1000)": ("--save", "60 1000", "--appendonly", "no"),
+    "RDB only, Redis's default save points (3600 1 300 100 60 10000)": ("--save", "3600 1 300 100 60 10000", "--appendonly", "no"),
+    "RDB only, save 1 100 (a snapshot each second)": ("--save", "1 100", "--appendonly", "no"),
     "no persistence": ("--save", "", "--appendonly", "no"),
 }
 LOCATION = "/cherrychat"
@@ -48,7 +51,7 @@ def free_port() -> int:
 
 def start_redis(directory: str, port: int, persistence: tuple[str, ...]) -> subprocess.Popen:
     process = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", directory, *persistence,
+        [shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", directory, *persistence,
          "--daemonize", "no", "--logfile", os.path.join(directory, "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -71,7 +74,6 @@ def stored_history(port: int) -> list[str]:
     command = b"*4\r\n$13\r\nZRANGEBYSCORE\r\n$%d\r\n%s\r\n$4\r\n-inf\r\n$4\r\n+inf\r\n" % (len(key), key)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
         connection.sendall(command)
-        data = b""
         reader = connection.makefile("rb")
         header = reader.readline()
         count = int(header[1:])
@@ -79,8 +81,21 @@ def stored_history(port: int) -> list[str]:
         for _ in range(max(count, 0)):
             length = int(reader.readline()[1:])
             items.append(reader.read(length + 2)[:-2])
-        del data
     return [json.loads(item)["payload"] for item in items]
+
+
+def delayed_fsyncs(port: int) -> int:
+    """Redis's ``aof_delayed_fsync``: times it answered clients before writing the AOF
+    (``everysec`` while a background fsync is slow)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(b"INFO persistence\r\n")
+        reader = connection.makefile("rb")
+        length = int(reader.readline()[1:])
+        text = reader.read(length + 2).decode()
+    for line in text.splitlines():
+        if line.startswith("aof_delayed_fsync:"):
+            return int(line.split(":")[1])
+    return 0
 
 
 @defer.inlineCallbacks
@@ -99,7 +114,7 @@ def measure(name: str, persistence: tuple[str, ...], messages: int, kill_after: 
             yield task.deferLater(reactor, 0.02, lambda: None)
         yield room.join("ann", "s")
         acknowledged: list[str] = []
-        state = {"killed_at": None, "started": time.monotonic(), "next": 0}
+        state: dict = {"killed_at": None, "started": time.monotonic(), "next": 0, "delayed": 0}
 
         @defer.inlineCallbacks
         def sender():
@@ -109,11 +124,12 @@ def measure(name: str, persistence: tuple[str, ...], messages: int, kill_after: 
                 text = f"m{n:05d}"
                 try:
                     yield room.msg("ann", "s", text)
-                except Exception:  # refused: Redis is gone
+                except Unavailable:  # refused: Redis is gone
                     continue
                 acknowledged.append(f"<b>ann</b> {text}")
                 if len(acknowledged) >= kill_after and state["killed_at"] is None:
                     state["killed_at"] = time.monotonic()
+                    state["delayed"] = delayed_fsyncs(port)
                     redis.send_signal(signal.SIGKILL)
 
         yield defer.gatherResults([sender() for _ in range(senders)], consumeErrors=True)
@@ -124,8 +140,16 @@ def measure(name: str, persistence: tuple[str, ...], messages: int, kill_after: 
         redis = start_redis(directory, port, persistence)
         kept = set(stored_history(port))
         lost = [text for text in acknowledged if text not in kept]
+        with open(os.path.join(directory, "redis.log")) as log:
+            postponed = sum("without waiting for fsync" in line for line in log)
+        notes = []
+        if state["delayed"]:
+            notes.append(f"{state['delayed']} AOF writes postponed behind a slow fsync")
+        if postponed:
+            notes.append(f"redis logged {postponed} late AOF writes")
         print(f"{name}: {len(acknowledged)} acknowledged, {len(lost)} lost after kill -9 and restart, "
-              f"{len(acknowledged) / elapsed:.0f} acknowledged messages/s before the kill", flush=True)
+              f"{len(acknowledged) / elapsed:.0f} acknowledged messages/s before the kill"
+              + "".join(f"; {note}" for note in notes), flush=True)
     finally:
         if redis.poll() is None:
             redis.terminate()
@@ -137,7 +161,10 @@ def measure(name: str, persistence: tuple[str, ...], messages: int, kill_after: 
 def main(arguments: argparse.Namespace):
     try:
         for name, persistence in SETTINGS.items():
-            yield measure(name, persistence, arguments.messages, arguments.kill_after)
+            if arguments.only and arguments.only not in name:
+                continue
+            for _ in range(arguments.rounds):
+                yield measure(name, persistence, arguments.messages, arguments.kill_after, arguments.senders)
     finally:
         reactor.stop()
 
@@ -146,5 +173,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--kill-after", type=int, default=1500)
+    parser.add_argument("--only", default="", help="only the settings whose name contains this")
+    parser.add_argument("--senders", type=int, default=4, help="messages in flight at once")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements per setting")
     reactor.callWhenRunning(main, parser.parse_args())
     reactor.run()

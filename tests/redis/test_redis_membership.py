@@ -94,11 +94,13 @@ class PrivacyAcrossDaemonsTests(RedisTestCase):
 
 
 class RedisKilledUnderABurstTests(RedisTestCase):
-    """Redis with ``appendonly yes`` and ``appendfsync everysec`` killed with SIGKILL
-    while two daemons publish: every message answered 200 is in the history once."""
+    """Redis with ``appendonly yes`` and ``appendfsync always`` killed with SIGKILL while
+    two daemons publish: every message answered 200 is in the history once. (With
+    ``everysec`` Redis may answer before it wrote the append-only file: one of 13 runs of
+    tests/redis/measure_durability.py lost 126 acknowledged messages; see docs/deploy.)"""
 
     daemons = 2
-    redis_persistence = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+    redis_persistence = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
     daemon_arguments = ("--rate-limit", "100000", "--rate-burst", "100000",
                         "--address-rate-limit", "100000", "--address-rate-burst", "100000")
 
