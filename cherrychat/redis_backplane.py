@@ -1,18 +1,23 @@
 """Several daemons, one chat: events numbered, stored and shared through Redis.
 
-With ``--redis URL`` every daemon sets a :class:`RedisBackplane` as its hub's
-:attr:`~cherrychat.hub.Hub.backplane`. Publishing then runs one Lua script in Redis that,
-atomically, takes the location's next id (``INCR``), stores the event in the location's
-history (a sorted set scored by id, trimmed to ``--retain-events``) and ``PUBLISH``\\ es it
-on the one channel every daemon subscribes to. Being one script, publication order is id
-order, and an event is stored before anyone can see it.
+With ``--redis URL`` every daemon uses a :class:`RedisBackplane` as its hub's backplane
+(:meth:`Hub.use_backplane <cherrychat.hub.Hub.use_backplane>`). Publishing then runs one
+Lua script in Redis that, atomically, takes the location's next id (``INCR``), stores the
+event in the location's history (a sorted set scored by id, trimmed to
+``--retain-events``) and ``PUBLISH``\\ es it on the one channel every daemon subscribes
+to. Being one script, publication order is id order, and an event is stored before anyone
+can see it. A room event (:meth:`RedisBackplane.broadcast`) is stored and published once,
+with no recipients: each daemon's hub decides from its members who reads it. A targeted
+event (:meth:`RedisBackplane.publish`) carries its keys.
 
 Every daemon, the publisher included, takes the events from the channel and hands them to
 :meth:`Hub.receive <cherrychat.hub.Hub.receive>` in id order. After every (re)connection it
-first loads from the history sets what it missed, and whenever an id skips ahead of the
+first runs the :meth:`~RedisBackplane.on_resync` hooks (the chat room loads its members),
+then loads from the history sets what it missed, and whenever an id skips ahead of the
 hub's last id it fills the gap from the history before going on; so each daemon's hub holds
 the same events with the same ids, and a client resumes with ``last_event_id`` on any
-daemon.
+daemon. Control messages (JSON objects without ``id``: a nickname's new state) travel on
+the same channel, in order with the events, to :meth:`~RedisBackplane.observe_control`.
 
 A publish fires with the new ids once Redis has stored the event and this daemon's hub has
 received it (so ``/msg`` answers ``200`` only for an event that is stored, and ``/history``
@@ -24,9 +29,11 @@ healthy again.
 
 Keys (``PREFIX`` is ``cherrychat:``): ``PREFIX seq:LOCATION`` (the id counter),
 ``PREFIX history:LOCATION`` (sorted set of event JSON), ``PREFIX locations`` (set), and the
-chat room's ``PREFIX members:LOCATION`` and ``PREFIX presence:LOCATION:NAME`` (see
-:mod:`cherrychat.redis_chat`). The channel is ``PREFIX DB:events``. Scripts touch keys they
-compute, so this needs a standalone Redis (or Sentinel), not Redis Cluster.
+chat room's ``PREFIX members:LOCATION``, ``PREFIX member-stamp:LOCATION`` and
+``PREFIX presence:LOCATION`` (see :mod:`cherrychat.redis_chat`). The channel is
+``PREFIX DB:events``. Scripts run by SHA-1 (EVALSHA), and are sent whole only when Redis
+does not know them. They touch keys they compute, so this needs a standalone Redis (or
+Sentinel), not Redis Cluster.
 """
 
 from __future__ import annotations
