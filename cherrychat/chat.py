@@ -78,6 +78,13 @@ class Room(Protocol):
     def members(self) -> Deferred:
         """Fires with the members' nicknames, sorted."""
 
+    def member_keys(self) -> list[str]:
+        """The orbit keys of every member (one per session label)."""
+        return [
+            make_key(holder.name, label, self.location)
+            for holder in self._nicknames.values() if holder.joined for label in holder.labels
+        ]
+
     def keys_of(self, session: str) -> list[str]:
         """The keys ``session`` reads with (for the history's targeted events)."""
 
@@ -188,6 +195,9 @@ class ChatRoom:
             return fail(NotYours(f"{user} has not joined"))
         if holder.session != session:
             return fail(NotYours(f"{user} belongs to another session"))
+        # Gathered joins and leaves go out first: nobody reads a message from a member
+        # before reading that the member joined.
+        self._presence.flush_pending()
         return self.hub.broadcast(self.location, message_payload(holder.name, text))
 
     def members(self) -> Deferred:
@@ -198,6 +208,13 @@ class ChatRoom:
         """The session holding ``user``, or ``None`` when the nickname is free."""
         holder = self._nicknames.get(identity(user))
         return holder.session if holder is not None else None
+
+    def member_keys(self) -> list[str]:
+        """The orbit keys of every member (one per session label)."""
+        return [
+            make_key(holder.name, label, self.location)
+            for holder in self._nicknames.values() if holder.joined for label in holder.labels
+        ]
 
     def keys_of(self, session: str) -> list[str]:
         """The orbit keys of the nicknames ``session`` holds: what it may read."""
@@ -245,7 +262,9 @@ class ChatRoom:
         )
         return self.membership.member_saved(self.location, holder.name, holder.session, holder.labels, member_since)
 
-    def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred:
+    def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred | None:
+        if not any(holder.joined for holder in self._nicknames.values()):
+            return None  # nobody left to tell
         publishing = self.hub.broadcast(self.location, payload, presence)
         # A notice that cannot be stored is not worth failing anything else for.
         publishing.addErrback(lambda _: None)
