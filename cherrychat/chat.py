@@ -20,7 +20,7 @@ from typing import Any, Iterable, Protocol
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from cherrychat.errors import NotYours, Refused, Taken
+from cherrychat.errors import NotYours, Refused, Taken, Unavailable
 from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
 from cherrychat.presence import PresenceBatcher
 
@@ -77,13 +77,6 @@ class Room(Protocol):
 
     def members(self) -> Deferred:
         """Fires with the members' nicknames, sorted."""
-
-    def member_keys(self) -> list[str]:
-        """The orbit keys of every member (one per session label)."""
-        return [
-            make_key(holder.name, label, self.location)
-            for holder in self._nicknames.values() if holder.joined for label in holder.labels
-        ]
 
     def keys_of(self, session: str) -> list[str]:
         """The keys ``session`` reads with (for the history's targeted events)."""
@@ -154,6 +147,7 @@ class ChatRoom:
         by another session.
         """
         try:
+            self.hub.check_open()
             holder = self._hold(user, session, Taken)
         except Refused as refusal:
             return fail(refusal)
@@ -198,7 +192,10 @@ class ChatRoom:
         # Gathered joins and leaves go out first: nobody reads a message from a member
         # before reading that the member joined.
         self._presence.flush_pending()
-        return self.hub.broadcast(self.location, message_payload(holder.name, text))
+        try:
+            return self.hub.broadcast(self.location, message_payload(holder.name, text))
+        except Unavailable as refusal:
+            return fail(refusal)
 
     def members(self) -> Deferred:
         """Fires with the nicknames that joined and have not left, sorted."""
@@ -265,7 +262,10 @@ class ChatRoom:
     def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred | None:
         if not any(holder.joined for holder in self._nicknames.values()):
             return None  # nobody left to tell
-        publishing = self.hub.broadcast(self.location, payload, presence)
+        try:
+            publishing = self.hub.broadcast(self.location, payload, presence)
+        except Unavailable:
+            return None  # stopping: members are kept, and nobody is told twice after the restart
         # A notice that cannot be stored is not worth failing anything else for.
         publishing.addErrback(lambda _: None)
         return publishing
