@@ -20,7 +20,7 @@ from typing import Any, Iterable, Protocol
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from cherrychat.errors import NotYours, Refused, Taken
+from cherrychat.errors import NotYours, Refused, Taken, Unavailable
 from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
 from cherrychat.presence import PresenceBatcher
 
@@ -147,6 +147,7 @@ class ChatRoom:
         by another session.
         """
         try:
+            self.hub.check_open()
             holder = self._hold(user, session, Taken)
         except Refused as refusal:
             return fail(refusal)
@@ -188,7 +189,13 @@ class ChatRoom:
             return fail(NotYours(f"{user} has not joined"))
         if holder.session != session:
             return fail(NotYours(f"{user} belongs to another session"))
-        return self.hub.broadcast(self.location, message_payload(holder.name, text))
+        # Gathered joins and leaves go out first: nobody reads a message from a member
+        # before reading that the member joined.
+        self._presence.flush_pending()
+        try:
+            return self.hub.broadcast(self.location, message_payload(holder.name, text))
+        except Unavailable as refusal:
+            return fail(refusal)
 
     def members(self) -> Deferred:
         """Fires with the nicknames that joined and have not left, sorted."""
@@ -198,6 +205,13 @@ class ChatRoom:
         """The session holding ``user``, or ``None`` when the nickname is free."""
         holder = self._nicknames.get(identity(user))
         return holder.session if holder is not None else None
+
+    def member_keys(self) -> list[str]:
+        """The orbit keys of every member (one per session label)."""
+        return [
+            make_key(holder.name, label, self.location)
+            for holder in self._nicknames.values() if holder.joined for label in holder.labels
+        ]
 
     def keys_of(self, session: str) -> list[str]:
         """The orbit keys of the nicknames ``session`` holds: what it may read."""
@@ -245,8 +259,13 @@ class ChatRoom:
         )
         return self.membership.member_saved(self.location, holder.name, holder.session, holder.labels, member_since)
 
-    def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred:
-        publishing = self.hub.broadcast(self.location, payload, presence)
+    def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred | None:
+        if not any(holder.joined for holder in self._nicknames.values()):
+            return None  # nobody left to tell
+        try:
+            publishing = self.hub.broadcast(self.location, payload, presence)
+        except Unavailable:
+            return None  # stopping: members are kept, and nobody is told twice after the restart
         # A notice that cannot be stored is not worth failing anything else for.
         publishing.addErrback(lambda _: None)
         return publishing

@@ -341,7 +341,7 @@ class Hub:
         by_location: dict[str, set[str]] = {}
         for key in keys:
             by_location.setdefault(parse_key(key)[2], set()).add(key)
-        self._check_open()
+        self.check_open()
         if self._backplane is not None:
             return self._backplane.publish(keys, payload)
         now = self.clock.seconds()
@@ -357,13 +357,14 @@ class Hub:
 
         @raise Unavailable: the daemon is stopping.
         """
-        self._check_open()
+        self.check_open()
         if self._backplane is not None:
             return self._backplane.broadcast(location, payload, presence)
         event = Event(self.channel(location).number(), self.clock.seconds(), payload, location, None, presence)
         return self._store([event]).addCallback(lambda stored: stored[0].id)
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise :class:`Unavailable` (503, ``Retry-After``) once the daemon is stopping."""
         if self._closed_reason is not None:
             raise Unavailable(self._closed_reason, retry_after=5)
 

@@ -6,7 +6,7 @@ only adds to plain integers and never touches a metrics library.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.twisted import MetricsResource
@@ -19,10 +19,11 @@ from cherrychat.hub import Hub
 class CherryChatCollector:
     """Collects the daemon's figures from its hub and comet core."""
 
-    def __init__(self, hub: Hub, comet: Comet, refusals: dict[int, int]):
+    def __init__(self, hub: Hub, comet: Comet, refusals: dict[int, int], store: Any = None):
         self.hub = hub
         self.comet = comet
         self.refusals = refusals
+        self.store = store
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family, read now."""
@@ -52,12 +53,20 @@ class CherryChatCollector:
         for location, channel in self.hub.channels().items():
             history.add_metric([location], len(channel.events))
         yield history
+        if self.store is not None:
+            yield GaugeMetricFamily("cherrychat_storage_healthy", "1 while the database takes writes, 0 while it cannot.",
+                                    value=1 if self.store.healthy() else 0)
+            yield CounterMetricFamily("cherrychat_storage_commits", "Transactions committed (group commits).",
+                                      value=self.store.commits)
+            yield CounterMetricFamily("cherrychat_storage_failures", "Batches of writes the database refused.",
+                                      value=self.store.failures)
+            yield GaugeMetricFamily("cherrychat_storage_queued", "Writes waiting for a commit.", value=self.store.queued())
 
 
-def metrics_resource(hub: Hub, comet: Comet, refusals: dict[int, int]) -> Resource:
+def metrics_resource(hub: Hub, comet: Comet, refusals: dict[int, int], store: Any = None) -> Resource:
     """A root resource whose ``/metrics`` child serves the daemon's metrics."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(CherryChatCollector(hub, comet, refusals))  # type: ignore[arg-type]
+    registry.register(CherryChatCollector(hub, comet, refusals, store))  # type: ignore[arg-type]
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry=registry))
     return root

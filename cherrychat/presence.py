@@ -100,6 +100,11 @@ class PresenceBatcher:
         }
         return self.publish(presence_payload(joined, left, len(joined), len(left)), presence)
 
+    def flush_pending(self) -> None:
+        """Publish gathered changes now, if any wait (a message is about to go out)."""
+        if self._changes:
+            self.flush()
+
     def stop(self) -> None:
         """Drop a pending notice, for a daemon that is stopping."""
         if self._timer is not None and self._timer.active():

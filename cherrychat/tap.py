@@ -194,7 +194,7 @@ class CherryChatService(MultiService):
         self.site = self.web.site(access_log=not config["no-access-log"])
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
         if config["metrics-listen"]:
-            metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals))
+            metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals, self.store))
             self.listeners.append(ListenerService(reactor, config["metrics-listen"], metrics_site, "CherryChat metrics on"))
         for listener in self.listeners:
             listener.setServiceParent(self)

@@ -4,6 +4,7 @@
 import sys
 from pathlib import Path
 
-INTEGRATION = str(Path(__file__).resolve().parent / "integration")
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
+for folder in ("integration", "unit"):
+    path = str(Path(__file__).resolve().parent / folder)
+    if path not in sys.path:
+        sys.path.insert(0, path)

@@ -33,6 +33,7 @@ class PresenceTests(ChatTestCase):
         ben_stream, _ = yield self.connect(ben, "ben", "xhrstream")
         yield ann.post("/join", user="ann")
         yield ben.post("/join", user="ben")
+        self.clock.advance(1)  # the presence window: "ben joined" goes out
         yield ann_stream.wait_for_events(2)
         self.assertEqual((yield self.who(carl)), ["ann", "ben"])
 
@@ -55,6 +56,7 @@ class PresenceTests(ChatTestCase):
         ben_stream, _ = yield self.connect(ben, "ben", "longpoll")
         yield ann.post("/join", user="ann")
         yield ben.post("/join", user="ben")
+        self.clock.advance(1)  # the presence window: "ben joined" goes out
         yield ann_stream.wait_for_events(2)
         yield ben_stream.wait_for_events(1)
 

@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.hub import Event, Hub
+from unit_support import publish as publish_events
 
 KEYS = ["ann, 0, /room", "ben, 0, /room", "ann, 1, /room", "cat, 0, /other"]
 
@@ -56,7 +57,7 @@ class HubExactlyOnceTests(SynchronousTestCase):
             connect(key, False)
         for step in steps:
             if step[0] == "publish":
-                for event in hub.event(sorted(step[1]), "payload"):
+                for event in publish_events(hub, sorted(step[1]), "payload"):
                     for key in event.recipients:
                         addressed[key].append(event.id)
             elif step[0] == "disconnect" and step[1] in connections:
@@ -79,7 +80,7 @@ class HubExactlyOnceTests(SynchronousTestCase):
         key = "ann, 0, /room"
         hub.subscribe(key, Reader())
         for _ in range(published):
-            hub.event([key], "x")
+            publish_events(hub, [key], "x")
         subscription = hub.subscribe(key, Reader(), last_event_id=0)
         backlog = [event.id for event in subscription.backlog]
         if published <= retained:

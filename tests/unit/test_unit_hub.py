@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.hub import Event, Hub, InvalidKey, make_key, parse_key
-from unit_support import Recorder
+from unit_support import Recorder, publish
 
 ANN = "ann, 0, /room"
 BEN = "ben, 0, /room"
@@ -29,7 +29,7 @@ class KeyTests(SynchronousTestCase):
         listener = Recorder()
         hub.subscribe(ANN, listener)
         with self.assertRaises(InvalidKey):
-            hub.event([ANN, "not a key"], "x")
+            publish(hub, [ANN, "not a key"], "x")
         self.assertEqual(listener.events, [])
         self.assertEqual(hub.channel("/room").last_id, 0)
         self.assertEqual(hub.published, 0)
@@ -46,18 +46,18 @@ class IdTests(SynchronousTestCase):
         hub = Hub(Clock())
         ids = []
         for _ in range(3):
-            (event,) = hub.event([ANN], "x")
+            (event,) = publish(hub, [ANN], "x")
             ids.append((event.location, event.id))
-        (other,) = hub.event([CAT], "y")
-        (again,) = hub.event([BEN], "z")
+        (other,) = publish(hub, [CAT], "y")
+        (again,) = publish(hub, [BEN], "z")
         self.assertEqual(ids, [("/room", 1), ("/room", 2), ("/room", 3)])
         self.assertEqual((other.location, other.id), ("/other", 1))
         self.assertEqual((again.location, again.id), ("/room", 4))
 
     def test_one_event_per_location_for_keys_in_several_locations(self):
         hub = Hub(Clock())
-        hub.event([ANN], "first")
-        events = hub.event([ANN, BEN, CAT], "both")
+        publish(hub, [ANN], "first")
+        events = publish(hub, [ANN, BEN, CAT], "both")
         by_location = {event.location: event for event in events}
         self.assertEqual(sorted(by_location), ["/other", "/room"])
         self.assertEqual(by_location["/room"].id, 2)
@@ -69,7 +69,7 @@ class IdTests(SynchronousTestCase):
     def test_event_time_comes_from_the_clock(self):
         clock = Clock()
         clock.advance(1234.5)
-        (event,) = Hub(clock).event([ANN], "x")
+        (event,) = publish(Hub(clock), [ANN], "x")
         self.assertEqual(event.time, 1234.5)
 
 
@@ -83,8 +83,8 @@ class FanOutTests(SynchronousTestCase):
         hub.subscribe(CAT, cat)
         hub.subscribe("dan, 0, /room", dan)
         # A key named twice is still one recipient.
-        hub.event([ANN, BEN, ANN], "to ann and ben")
-        hub.event([CAT], "to cat")
+        publish(hub, [ANN, BEN, ANN], "to ann and ben")
+        publish(hub, [CAT], "to cat")
         self.assertEqual(ann1.payloads, ["to ann and ben"])
         self.assertEqual(ann2.payloads, ["to ann and ben"])
         self.assertEqual(ben.payloads, ["to ann and ben"])
@@ -107,7 +107,7 @@ class FanOutTests(SynchronousTestCase):
         first, second = LeavesOnDelivery(), Recorder()
         hub.subscribe(ANN, first)
         hub.subscribe(ANN, second)
-        hub.event([ANN], "hello")
+        publish(hub, [ANN], "hello")
         self.assertEqual(first.payloads, ["hello"])
         self.assertEqual(second.payloads, ["hello"])
 
@@ -115,9 +115,9 @@ class FanOutTests(SynchronousTestCase):
         hub = Hub(Clock())
         listener = Recorder()
         hub.subscribe(ANN, listener)
-        hub.event([ANN], "one")
+        publish(hub, [ANN], "one")
         hub.unsubscribe(ANN, listener)
-        hub.event([ANN], "two")
+        publish(hub, [ANN], "two")
         self.assertEqual(listener.payloads, ["one"])
         # Unsubscribing an unknown listener or key is harmless.
         hub.unsubscribe(ANN, Recorder())
@@ -127,7 +127,7 @@ class FanOutTests(SynchronousTestCase):
         hub = Hub(Clock())
         seen = []
         hub.observe_events(seen.append)
-        events = hub.event([ANN, CAT], "x")
+        events = publish(hub, [ANN, CAT], "x")
         self.assertEqual(seen, events)
 
 
@@ -136,21 +136,21 @@ class QueueTests(SynchronousTestCase):
         hub = Hub(Clock())
         ben = Recorder()
         hub.subscribe(BEN, ben)
-        hub.event([ANN, BEN], "one")
-        hub.event([BEN], "for ben only")
-        hub.event([ANN], "two")
+        publish(hub, [ANN, BEN], "one")
+        publish(hub, [BEN], "for ben only")
+        publish(hub, [ANN], "two")
         listener = Recorder()
         subscription = hub.subscribe(ANN, listener)
         self.assertFalse(subscription.gap)
         self.assertEqual(subscription.cursor, 0)
         self.assertEqual([(e.id, e.payload) for e in subscription.backlog], [(1, "one"), (3, "two")])
         self.assertEqual(listener.events, [])  # the backlog is not delivered twice
-        hub.event([ANN], "live")
+        publish(hub, [ANN], "live")
         self.assertEqual(listener.payloads, ["live"])
 
     def test_queue_is_consumed_once(self):
         hub = Hub(Clock())
-        hub.event([ANN], "queued")
+        publish(hub, [ANN], "queued")
         first = hub.subscribe(ANN, Recorder())
         self.assertEqual([e.payload for e in first.backlog], ["queued"])
         second = hub.subscribe(ANN, Recorder())
@@ -161,18 +161,18 @@ class QueueTests(SynchronousTestCase):
         hub = Hub(Clock())
         listener = Recorder()
         hub.subscribe(ANN, listener)
-        hub.event([ANN], "seen")
+        publish(hub, [ANN], "seen")
         hub.unsubscribe(ANN, listener)
-        hub.event([ANN], "missed")
-        hub.event([BEN], "not ann's")
+        publish(hub, [ANN], "missed")
+        publish(hub, [BEN], "not ann's")
         subscription = hub.subscribe(ANN, Recorder())
         self.assertEqual((subscription.cursor, subscription.gap), (1, False))
         self.assertEqual([e.payload for e in subscription.backlog], ["missed"])
 
     def test_a_new_key_starts_after_the_newest_event(self):
         hub = Hub(Clock())
-        hub.event([BEN], "before")
-        hub.event([BEN], "before")
+        publish(hub, [BEN], "before")
+        publish(hub, [BEN], "before")
         subscription = hub.subscribe(ANN, Recorder())
         self.assertEqual((subscription.cursor, subscription.gap, subscription.backlog), (2, False, []))
 
@@ -184,7 +184,7 @@ class ResumeTests(SynchronousTestCase):
         self.hub.subscribe(BEN, Recorder())
         for n in range(1, 11):
             keys = [ANN] if n % 3 else [BEN]  # ids 3, 6, 9 go to ben only
-            self.hub.event(keys, f"e{n}")
+            publish(self.hub, keys, f"e{n}")
 
     def test_last_event_id_gives_exactly_the_later_events_to_the_key_in_order(self):
         subscription = self.hub.subscribe(ANN, Recorder(), last_event_id=4)
@@ -210,7 +210,7 @@ class ResumeTests(SynchronousTestCase):
     def test_live_events_follow_the_backlog(self):
         listener = Recorder()
         subscription = self.hub.subscribe(ANN, listener, last_event_id=8)
-        self.hub.event([ANN], "e11")
+        publish(self.hub, [ANN], "e11")
         self.assertEqual([e.id for e in subscription.backlog] + listener.ids, [10, 11])
 
 
@@ -219,7 +219,7 @@ class RetentionTests(SynchronousTestCase):
         hub = Hub(Clock(), max_events=3)
         hub.subscribe(ANN, Recorder())
         for n in range(5):
-            hub.event([ANN], f"e{n + 1}")
+            publish(hub, [ANN], f"e{n + 1}")
         channel = hub.channel("/room")
         self.assertEqual([e.id for e in channel.events], [3, 4, 5])
         self.assertEqual([e.id for e in channel.recent(2)], [4, 5])
@@ -236,9 +236,9 @@ class RetentionTests(SynchronousTestCase):
         clock = Clock()
         hub = Hub(clock, max_events=100, max_age=60)
         hub.subscribe(ANN, Recorder())
-        hub.event([ANN], "old")        # t=0
+        publish(hub, [ANN], "old")        # t=0
         clock.advance(30)
-        hub.event([ANN], "newer")      # t=30
+        publish(hub, [ANN], "newer")      # t=30
         clock.advance(31)              # t=61: "old" is past max_age, "newer" is not
         resumable = hub.subscribe(ANN, Recorder(), last_event_id=1)
         self.assertEqual((resumable.gap, [e.id for e in resumable.backlog]), (False, [2]))
@@ -250,7 +250,7 @@ class RetentionTests(SynchronousTestCase):
     def test_sweep_forgets_keys_idle_longer_than_max_age(self):
         clock = Clock()
         hub = Hub(clock, max_events=100, max_age=60)
-        hub.event([ANN], "queued for ann")   # ann has no listener: the event waits
+        publish(hub, [ANN], "queued for ann")   # ann has no listener: the event waits
         ben = Recorder()
         hub.subscribe(BEN, ben)
         clock.advance(59)
@@ -263,14 +263,14 @@ class RetentionTests(SynchronousTestCase):
         subscription = hub.subscribe(ANN, Recorder())
         self.assertEqual((subscription.gap, subscription.cursor, subscription.backlog), (False, 1, []))
         # Keys with a listener are never swept.
-        hub.event([BEN], "live")
+        publish(hub, [BEN], "live")
         self.assertEqual(ben.payloads, ["live"])
         self.assertEqual(hub.listener_count(BEN), 1)
 
     def test_sweep_keeps_a_recently_idle_queue(self):
         clock = Clock()
         hub = Hub(clock, max_events=100, max_age=60)
-        hub.event([ANN], "queued")
+        publish(hub, [ANN], "queued")
         clock.advance(30)
         hub.sweep()
         subscription = hub.subscribe(ANN, Recorder())
@@ -282,7 +282,7 @@ class RetentionTests(SynchronousTestCase):
         restored = [Event(n, 0.0, f"e{n}", "/room", frozenset({ANN})) for n in (7, 8, 9)]
         channel.restore(restored, 9)
         self.assertEqual([e.id for e in channel.events], [8, 9])
-        (event,) = hub.event([ANN], "next")
+        (event,) = publish(hub, [ANN], "next")
         self.assertEqual(event.id, 10)
 
 
@@ -319,7 +319,7 @@ class PresenceTests(SynchronousTestCase):
 class ForgetTests(SynchronousTestCase):
     def test_forget_drops_an_idle_keys_queue(self):
         hub = Hub(Clock())
-        hub.event([ANN], "queued")
+        publish(hub, [ANN], "queued")
         hub.forget(ANN)
         subscription = hub.subscribe(ANN, Recorder())
         self.assertEqual((subscription.cursor, subscription.backlog), (1, []))
@@ -330,7 +330,7 @@ class ForgetTests(SynchronousTestCase):
         hub.subscribe(ANN, listener)
         hub.forget(ANN)
         self.assertEqual(hub.listener_count(ANN), 1)
-        hub.event([ANN], "still here")
+        publish(hub, [ANN], "still here")
         self.assertEqual(listener.payloads, ["still here"])
 
     def test_forget_an_unknown_key_is_harmless(self):

@@ -17,7 +17,7 @@ from cherrychat.comet import Comet, CometSettings, messages
 from cherrychat.comet.longpoll import LongPoll, LongPollResource
 from cherrychat.comet.websocket import WebSocketStream, text_frame
 from cherrychat.hub import Hub
-from unit_support import NullListener
+from unit_support import NullListener, publish
 
 KEY = "ann, 0, /cherrychat"
 OTHER = "ben, 0, /cherrychat"
@@ -162,7 +162,7 @@ class LongPollTests(TransportTestCase):
         self.patch(messages, "encode", counting)
         first, _ = self.poll(KEY, last_event_id=0)
         second, _ = self.poll(OTHER, last_event_id=0)
-        (event,) = self.hub.event([KEY, OTHER], "both")
+        (event,) = publish(self.hub, [KEY, OTHER], "both")
         self.assertEqual(calls, ["event"])
         self.assertEqual(first.written, second.written)
         self.assertIn(event.frames["json"], first.written[0])
@@ -307,7 +307,7 @@ class WebSocketStreamTests(TransportTestCase):
     def test_an_event_is_framed_once_for_every_connection(self):
         _, first = self.connect(KEY)
         _, second = self.connect(OTHER)
-        (event,) = self.hub.event([KEY, OTHER], "both")
+        (event,) = publish(self.hub, [KEY, OTHER], "both")
         self.assertIs(first.transport.written[-1], event.frames["websocket"])
         self.assertIs(second.transport.written[-1], event.frames["websocket"])
 

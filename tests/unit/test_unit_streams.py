@@ -22,7 +22,7 @@ from cherrychat.comet import Comet, CometSettings, iframe, sse, xhrstream
 from cherrychat.comet.core import HTTPStream
 from cherrychat.errors import Unavailable
 from cherrychat.hub import Hub
-from unit_support import NullListener
+from unit_support import NullListener, publish
 
 KEY = "ann, 0, /cherrychat"
 OTHER = "ben, 0, /cherrychat"
@@ -193,7 +193,7 @@ class StreamTestsMixin:
         requests = [self.open_stream(key)[0] for key in (KEY, OTHER, KEY)]
         before = [len(r.written) for r in requests]
         calls.clear()
-        (event,) = self.hub.event([KEY, OTHER], "to everyone")
+        (event,) = publish(self.hub, [KEY, OTHER], "to everyone")
         self.assertEqual(calls, [event.id])
         written = [r.written[n] for r, n in zip(requests, before)]
         self.assertIs(written[0], event.frames[self.framing.name])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cherrychat.hub import Event
+from typing import Iterable
+
+from cherrychat.hub import Event, Hub, parse_key
 
 
 class Recorder:
@@ -30,3 +32,13 @@ class NullListener:
 
     def deliver(self, event: Event) -> None:
         pass
+
+
+def publish(hub: Hub, keys: Iterable[str], payload: str) -> list[Event]:
+    """``hub.event(keys, payload)`` with a journal that stores at once: the events made,
+    one per location, in the order their locations first appear in ``keys``."""
+    keys = list(keys)
+    ids: list[int] = []
+    hub.event(keys, payload).addCallback(ids.extend)
+    locations = list(dict.fromkeys(parse_key(key)[2] for key in keys))
+    return [next(e for e in hub.channel(location).events if e.id == i) for location, i in zip(locations, ids)]
