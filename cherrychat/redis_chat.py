@@ -34,7 +34,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -289,6 +289,10 @@ class RedisChatRoom:
         @raise Taken: (through the Deferred) the nickname is held by another session.
         @raise Refused: (429) the nickname has joined with as many labels as allowed.
         """
+        try:
+            self.hub.check_open()
+        except Unavailable as refusal:
+            return fail(refusal)
         keys = [self._members_key, self._presence_key, self._seq_key, self._stamps_key]
         args = [identity(user), user, session, label, self._ttl_ms, self.backplane.keys.channel, self.location,
                 MAX_LABELS_PER_NICKNAME]
@@ -316,6 +320,13 @@ class RedisChatRoom:
 
         @raise NotYours: (through the Deferred) ``user`` is not a member held by ``session``.
         """
+        try:
+            self.hub.check_open()
+        except Unavailable as refusal:
+            return fail(refusal)
+        # Joins and leaves gathered here go out first (the same connection keeps them in
+        # order): nobody reads a message from a member before reading that it joined.
+        self._presence.flush_pending()
         holder = self._holders.get(identity(user))
         return self._send(user, holder.name if holder is not None else user, session, text, retry=True)
 
@@ -354,6 +365,13 @@ class RedisChatRoom:
             make_key(holder.name, label, self.location)
             for holder in (self._holders[user] for user in self._by_session.get(session, ()))
             for label in (holder.labels or {"0": 0})
+        ]
+
+    def member_keys(self) -> list[str]:
+        """The orbit keys of every member (one per session label), as this daemon last heard."""
+        return [
+            make_key(holder.name, label, self.location)
+            for holder in self._holders.values() if holder.joined for label in holder.labels
         ]
 
     def holder_of(self, user: str) -> str | None:

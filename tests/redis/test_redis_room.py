@@ -236,3 +236,25 @@ class MembershipAcrossDaemonsTests(RedisRoomTestCase):
             self.assertFalse(node.hub.readable(event, node.room.keys_of("second")))
             resumed = node.hub.subscribe(carl, Recorder(), last_event_id=0, epoch="redis")
             self.assertNotIn(ids[0], [e.id for e in resumed.backlog])
+
+
+class PresenceNoticeTests(RedisRoomTestCase):
+    """Joins gathered into notices that carry ``presence`` through Redis to every hub."""
+
+    @inlineCallbacks
+    def test_joins_within_the_window_are_one_notice_with_presence_on_every_daemon(self):
+        a = yield self.node()
+        b = yield self.node()
+        yield a.room.join("ann", "sa")
+        for name in ("ben", "cat", "dan", "eve"):
+            yield a.room.join(name, f"s-{name}")
+        # ben's message sends what was gathered first: nobody reads ben before "ben joined".
+        said = yield a.room.msg("ben", "s-ben", "hello")
+        yield wait_until(lambda: b.hub.channel(CHAT).last_id >= said, "b to receive the message")
+        events = b.hub.channel(CHAT).events
+        self.assertEqual([e.payload for e in events], ["ann joined", "ben, cat and 2 others joined", "<b>ben</b> hello"])
+        self.assertEqual(events[0].presence, {"joined": ["ann"], "left": [], "joined_count": 1, "left_count": 0})
+        self.assertEqual(events[1].presence,
+                         {"joined": ["ben", "cat", "dan", "eve"], "left": [], "joined_count": 4, "left_count": 0})
+        self.assertIsNone(events[2].presence)
+        self.assertEqual([e.presence for e in a.hub.channel(CHAT).events], [e.presence for e in events])
