@@ -522,7 +522,11 @@ class RedisBackplane:
 
     def _control(self, data: dict[str, Any]) -> None:
         for observer in self._control_observers:
-            observer(data)
+            try:
+                observer(data)
+            except Exception:
+                # One bad message must not stop the messages behind it.
+                log.failure("a control message could not be applied: {data!r}", data=data)
 
     @inlineCallbacks
     def _drain(self):

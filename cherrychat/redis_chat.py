@@ -76,6 +76,8 @@ local holder
 if raw then
   holder = cjson.decode(raw)
   if holder.session ~= ARGV[3] then return {0, 0, ''} end
+  holder.name = holder.name or ARGV[2]
+  holder.held = holder.held or 0
 else
   holder = {name = ARGV[2], session = ARGV[3], held = last_id(KEYS[3]), joined = false, labels = {}}
 end
@@ -103,7 +105,7 @@ if not raw then return {-1, 0, ''} end
 local holder = cjson.decode(raw)
 if not holder.joined then return {-1, 0, ''} end
 if holder.session ~= ARGV[3] then return {-2, 0, ''} end
-if holder.name ~= ARGV[2] then return {-3, 0, holder.name} end
+if holder.name and holder.name ~= ARGV[2] then return {-3, 0, holder.name} end
 return {1, publish_event(KEYS[2], KEYS[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], '', ARGV[7]), ''}
 """,
 )
@@ -146,7 +148,7 @@ if not raw then return {0, 0, ''} end
 local holder = cjson.decode(raw)
 redis.call('HDEL', KEYS[1], ARGV[1])
 announce_member(KEYS[3], ARGV[2], ARGV[3], ARGV[1], nil)
-return {1, holder.joined and 1 or 0, holder.name}
+return {1, holder.joined and 1 or 0, holder.name or ARGV[1]}
 """,
 )
 
@@ -178,12 +180,14 @@ class _Holder:
     labels: dict[str, int]
 
     @classmethod
-    def decode(cls, record: Any) -> "_Holder":
-        """From the record as the scripts encode it (a JSON text or its decoded object)."""
+    def decode(cls, record: Any, user: str = "") -> "_Holder":
+        """From the record as the scripts encode it (a JSON text or its decoded object);
+        ``user`` is its field, the name of a record kept by an older version (which had
+        no ``name`` and no ids: it reads from the start of what is retained)."""
         data = json.loads(record) if isinstance(record, (str, bytes)) else record
         labels = data.get("labels") or {}
-        return cls(str(data["name"]), str(data["session"]), int(data.get("held", 0)), bool(data.get("joined")),
-                   {str(label): int(since) for label, since in labels.items()} if isinstance(labels, dict) else {})
+        return cls(str(data.get("name") or user), str(data["session"]), _id(data.get("held")), bool(data.get("joined")),
+                   {str(label): _id(since) for label, since in labels.items()} if isinstance(labels, dict) else {})
 
 
 class RedisChatRoom:
@@ -354,7 +358,7 @@ class RedisChatRoom:
         (so exact on every daemon)."""
 
         def decode(raw: dict[str, str] | None) -> list[str]:
-            holders = (_Holder.decode(record) for record in (raw or {}).values())
+            holders = (_Holder.decode(record, _text(user)) for user, record in (raw or {}).items())
             return sorted(holder.name for holder in holders if holder.joined)
 
         return self.backplane.call(lambda redis: redis.hgetall(self._members_key)).addCallback(decode)
@@ -390,11 +394,14 @@ class RedisChatRoom:
 
         def loaded(result: list[Any]) -> None:
             stamp, flat = int(result[0]), result[1] or []
-            records = {_text(flat[i]): _Holder.decode(_text(flat[i + 1])) for i in range(0, len(flat) - 1, 2)}
+            records = {_text(flat[i]): _Holder.decode(_text(flat[i + 1]), _text(flat[i])) for i in range(0, len(flat) - 1, 2)}
             for user in [user for user in self._holders if user not in records]:
                 self._apply(user, None)
             for user, holder in records.items():
-                self._apply(user, holder)
+                try:
+                    self._apply(user, holder)
+                except InvalidKey:
+                    log.warn("ignoring the member {user!r}: its name or labels make no key", user=user)
             # The counter may have gone back (Redis lost its data): take it as it is now.
             self._stamp = stamp
             self._wake()
@@ -410,13 +417,16 @@ class RedisChatRoom:
             stamp = int(data["stamp"])
             user = str(data["member"])
             record = data.get("record")
-            holder = _Holder.decode(record) if record is not None else None
+            holder = _Holder.decode(record, user) if record is not None else None
         except (KeyError, TypeError, ValueError, AttributeError):
             log.warn("ignoring a malformed membership message: {data!r}", data=data)
             return
         if stamp <= self._stamp:
             return  # already in the mirror (loaded with the hash)
-        self._apply(user, holder)
+        try:
+            self._apply(user, holder)
+        except InvalidKey:
+            log.warn("ignoring a membership with an invalid key: {data!r}", data=data)
         self._stamp = stamp
         self._wake()
 
@@ -561,6 +571,10 @@ class RedisChatRoom:
     def _ignore_unavailable(self, failure: Failure) -> None:
         if not failure.check(Unavailable):
             log.failure("redis presence upkeep failed", failure)
+
+
+def _id(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def _text(value: Any) -> str:

@@ -258,3 +258,23 @@ class PresenceNoticeTests(RedisRoomTestCase):
                          {"joined": ["ben", "cat", "dan", "eve"], "left": [], "joined_count": 4, "left_count": 0})
         self.assertIsNone(events[2].presence)
         self.assertEqual([e.presence for e in a.hub.channel(CHAT).events], [e.presence for e in events])
+
+
+class UpgradeTests(RedisRoomTestCase):
+    """Members kept by the previous layout (no name, no ids, labels set to true)."""
+
+    @inlineCallbacks
+    def test_a_member_of_the_previous_layout_is_loaded_and_may_send(self):
+        first = yield self.node()
+        old = json.dumps({"session": "sa", "joined": True, "labels": {"0": True}})
+        yield self.redis_call(first, "HSET", f"cherrychat:members:{CHAT}", "ann", old)
+        yield first.stop()
+        a = yield self.node()
+        self.assertEqual(a.room.keys_of("sa"), [make_key("ann", "0", CHAT)])
+        self.assertIsNotNone(a.hub.member_since(make_key("ann", "0", CHAT)))
+        self.assertEqual((yield a.room.members()), ["ann"])
+        event_id = yield a.room.msg("ann", "sa", "still here")
+        self.assertGreater(event_id, 0)
+        self.assertFalse((yield a.room.join("ann", "sa")))
+        deadline = yield self.redis_call(a, "ZSCORE", f"cherrychat:presence:{CHAT}", "ann")
+        self.assertIsNotNone(deadline)  # given one at load, so that it can expire
