@@ -5,6 +5,7 @@ who reads what."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from twisted.internet import reactor
@@ -121,10 +122,14 @@ class RoomCostTests(RedisRoomTestCase):
         self.assertEqual(shapes[small], {**shapes[big], "location": small})
         self.assertLessEqual(abs(len(stored[small]) - len(stored[big])), 8)
         yield wait_until(lambda: b.hub.channel(big).last_id >= ids[big], "b to receive the message")
+        retained = []
         for node in (a, b):
             for location in (small, big):
                 event = [e for e in node.hub.channel(location).events if e.id == ids[location]][0]
                 self.assertIsNone(event.recipients)
+                retained.append(sys.getsizeof(event) + sys.getsizeof(event.payload) + sys.getsizeof(event.frames))
+        # What each hub retains for the message is the same in a room of 1 and of 200.
+        self.assertEqual(len(set(retained)), 1, retained)
 
     @inlineCallbacks
     def test_a_join_costs_the_same_however_many_members(self):
