@@ -372,8 +372,8 @@ class RedisBackplane:
 
     def on_resync(self, hook: Callable[[], Deferred]) -> None:
         """Call ``hook()`` on every (re)synchronisation, after subscribing and before the
-        missed events are loaded; it may read Redis with :meth:`query` and returns a
-        Deferred. Control messages received meanwhile are handed on after it fired."""
+        missed events are loaded; it may run scripts with ``run(..., syncing=True)`` and
+        returns a Deferred. Control messages received meanwhile are handed on after it fired."""
         self._resync_hooks.append(hook)
 
     # -- commands --------------------------------------------------------------------
@@ -389,10 +389,6 @@ class RedisBackplane:
         """Run ``command(connection)`` (a txredisapi call); :class:`Unavailable` while Redis is lost."""
         if not self.healthy():
             return fail(Unavailable("chat backend unavailable, try again later"))
-        return self._call(command)
-
-    def query(self, command: Callable[[Any], Deferred]) -> Deferred:
-        """Like :meth:`call`, but also while (re)synchronising: for :meth:`on_resync` hooks."""
         return self._call(command)
 
     def _run(self, script: Script, keys: list[str], args: list[Any]) -> Deferred:
