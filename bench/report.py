@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.report_scenarios import chat_line, chat_section, durable_line, durable_section, hostile_line, hostile_section
+
+__all__ = ["chat_line", "durable_line", "hostile_line", "one_line", "write"]
 PEERS = ("nchan", "socketio", "sockjs")
 # Measured against single-daemon CherryChat rather than against the peers.
 SCALE_OUT = "cherrychat-redis"
@@ -224,7 +227,7 @@ def profile_section(data: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def section(data: dict[str, Any], png: str) -> list[str]:
+def section(data: dict[str, Any], png: str, results_dir: Path) -> list[str]:
     """Everything one mode's results say."""
     m = data["machine"]
     s = data["settings"]
@@ -243,7 +246,8 @@ def section(data: dict[str, Any], png: str) -> list[str]:
            *ratio_table(data), "",
            *scale_out_section(data),
            "### Every run", "", *raw_table(data), "",
-           f"![latency against connections]({png})", "", *profile_section(data)]
+           f"![latency against connections]({png})", "", *profile_section(data),
+           *chat_section(data), *durable_section(data, results_dir), *hostile_section(data)]
     return out
 
 
@@ -278,7 +282,7 @@ def write(output: Path, results_dir: Path, png: str) -> None:
     for mode in ("full", "quick"):
         path = results_dir / f"{mode}.json"
         if path.exists():
-            parts.append("\n".join(section(json.loads(path.read_text()), png)))
+            parts.append("\n".join(section(json.loads(path.read_text()), png, results_dir)))
     if ANALYSIS.exists():
         parts.append(ANALYSIS.read_text())
     output.write_text("\n".join(parts).rstrip() + "\n")
