@@ -68,9 +68,10 @@ def full(servers: list[Server]) -> Plan:
     # subscribers, and waiting for the rest took four minutes of the budget.
     p.capacity = [("cherrychat", "sse", 19000)]
     p.profile_n = 10000
-    # Joins that take longer than 90 s for 10,000 members (18x the 5 s target) are cut off
-    # and reported so, which keeps the full run within its budget on a slow daemon.
-    p.chat = ChatSettings(heartbeat=5.0, join_cap_s=90.0, quiet_s=8.0)
+    # Joins still running after 60 s (12x the 5 s target for 10,000) are cut off and
+    # reported so: the rest of the run goes on with those who joined, and the full run
+    # stays within its budget on a daemon whose joins grow with the room.
+    p.chat = ChatSettings(heartbeat=5.0, join_cap_s=60.0, quiet_s=8.0)
     p.chat_runs = [(s, t, n) for s in ("cherrychat", "cherrychat-redis") for t in ("sse", "websocket")
                    for n in (1000, 10000)]
     p.durable = DurableSettings(members=1000, seconds=10.0, heartbeat=5.0)

@@ -254,10 +254,13 @@ def section(data: dict[str, Any], png: str, results_dir: Path) -> list[str]:
 HEADER = """# Benchmarks
 
 CherryChat against Nchan (nginx), python-socketio on aiohttp and SockJS on aiohttp, on the
-transports each peer shares with CherryChat. Produced by `python -m bench` (full, under 20
-minutes) or `python -m bench --quick` (under 3 minutes) from the repository root; this file,
-`docs/bench-latency.png` and `bench/results/*.json` are written by it. Every figure below is
-measured by that command; nothing is copied from elsewhere.
+transports each peer shares with CherryChat, then the chat as its page uses it (issue 13),
+the cost of a durable `/msg` answer (issue 12) and hostile neighbours (issue 14). Produced
+by `python -m bench` (full, under 25 minutes) or `python -m bench --quick` (a few minutes)
+from the repository root, or one scenario at a time with `--only` (see "Running the
+scenarios" below); this file, `docs/bench-latency.png` and `bench/results/*.json` are
+written by it. Every figure below is measured by that command; nothing is copied from
+elsewhere.
 
 Beside the peers, "CherryChat ×2 + Redis" is two CherryChat daemons sharing one chat
 through a redis-server of their own (`--redis`), compared with the single daemon.

@@ -217,22 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         group.stop_all()
     elapsed = time.monotonic() - started
-    data.update({
-        "mode": the_plan.mode,
-        "command": command,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "elapsed_s": round(elapsed, 1) if len(args.only) == len(SCENARIOS) else data.get("elapsed_s", round(elapsed, 1)),
-        "machine": environment.machine(),
-        "settings": asdict(the_plan.settings),
-        "labels": {s.name: s.label for s in all_servers()},
-    })
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if "publish" in args.only or "date" not in data:
+        # The publish section's heading speaks of this run.
+        data.update({"command": command, "date": now, "elapsed_s": round(elapsed, 1),
+                     "settings": asdict(the_plan.settings)})
+    data.update({"mode": the_plan.mode, "machine": environment.machine(),
+                 "labels": {s.name: s.label for s in all_servers()}})
     data.setdefault("runs", [])
     results_path.write_text(json.dumps(data, indent=1))
     if "durable" in args.only:
         # Kept apart per daemon, so that two commits' runs can be set side by side.
         durable = data["durable"]
         (results_dir / f"durable-{mode}-{durable['label']}.json").write_text(
-            json.dumps({"mode": mode, "date": data["date"], "machine": data["machine"], **durable}, indent=1))
+            json.dumps({"mode": mode, "date": now, "machine": data["machine"], **durable}, indent=1))
     png = args.output.parent / "bench-latency.png"
     if "publish" in args.only:
         subprocess.run([str(environment.venv_python()), str(Path(__file__).with_name("plot.py")), str(results_path),
