@@ -112,15 +112,17 @@ def fresh_client(port: int, source: str, timeout: float = 5.0) -> dict[str, Any]
         try:
             connection.request("GET", path, headers={"Cookie": f"cherrychat_session={cookie}"} if cookie else {})
             response = connection.getresponse()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            return 0, ""
+        try:
             if read_body:
                 response.read()
-            else:
-                response.fp.readline()  # the first line of the stream
-            return response.status, response.getheader("Set-Cookie") or ""
         except (OSError, http.client.HTTPException):
-            return 0, ""
+            pass
         finally:
             connection.close()
+        return response.status, response.getheader("Set-Cookie") or ""
 
     page, set_cookie = get("/static/chat.html", None)
     cookie = set_cookie.split("cherrychat_session=", 1)[1].split(";", 1)[0] if "cherrychat_session=" in set_cookie else None

@@ -25,8 +25,9 @@ ROOT = BENCH.parent
 #: What the chat and durable-answer scenarios lift, so that thousands of members sending
 #: from loopback are not refused as one abusive client (issue 13 measured the same way).
 #: The one list of such arguments: an option the daemon under test does not have is left
-#: out, and any other per-address or per-minute bound its --help lists is lifted as well
-#: (:func:`lifted_limits`), so that bounds added later do not throttle the benchmark.
+#: out, and any other numeric per-address or per-minute bound its --help lists is lifted
+#: as well (:func:`lifted_limits`), so that bounds added later (issue 14's new sessions and
+#: joins per address) do not throttle the benchmark.
 LIFTED_LIMITS: list[tuple[str, str]] = [
     ("--address-rate-limit", "1000000"),
     ("--address-rate-burst", "1000000"),
@@ -38,8 +39,11 @@ LIFTED_LIMITS: list[tuple[str, str]] = [
     # Nobody leaves while the bench holds a connection for them.
     ("--presence-timeout", "3600"),
 ]
-#: Bounds of the kind LIFTED_LIMITS lifts, recognised by name in the daemon's --help.
-_MORE_BOUNDS = re.compile(r"--((?:max|rate|new|join|session)[a-z0-9-]*per-(?:address|minute)[a-z0-9-]*)=")
+#: Bounds of the kind LIFTED_LIMITS lifts, recognised by name in the daemon's --help
+#: (and by a numeric default).
+_MORE_BOUNDS = re.compile(r"address|per-minute")
+_OPTION = re.compile(r"^\s+(?:-\w, )?--([a-z0-9-]+)=", re.MULTILINE)
+_NUMERIC_DEFAULT = re.compile(r"\[default:\s*[0-9]+(?:\.[0-9]+)?\]")
 _LIFT_TO = "1000000"
 
 
@@ -242,17 +246,25 @@ def daemon_help(source: Path) -> str:
     return _HELP[source]
 
 
+def help_options(help_text: str) -> dict[str, str]:
+    """Each ``--name=`` option of a twistd --help and its description (default included)."""
+    matches = list(_OPTION.finditer(help_text))
+    return {m.group(1): help_text[m.end():matches[i + 1].start() if i + 1 < len(matches) else len(help_text)]
+            for i, m in enumerate(matches)}
+
+
 def lifted_limits(help_text: str) -> list[str]:
-    """LIFTED_LIMITS that ``help_text`` lists, then every other per-address or per-minute
-    bound it lists, set to a million: the extra arguments of a chat-scenario daemon."""
-    known = set(re.findall(r"--([a-z0-9-]+)=", help_text))
+    """LIFTED_LIMITS that ``help_text`` lists, then every other option whose name speaks of
+    an address or a rate per minute and whose default is a number, set to a million: the
+    extra arguments of a chat-scenario daemon."""
+    options = help_options(help_text)
     argv: list[str] = []
     for option, value in LIFTED_LIMITS:
-        if option[2:] in known:
+        if option[2:] in options:
             argv += [option, value]
-    listed = {option for option, _ in LIFTED_LIMITS}
-    for name in sorted(set(_MORE_BOUNDS.findall(help_text))):
-        if f"--{name}" not in listed:
+    listed = {option[2:] for option, _ in LIFTED_LIMITS}
+    for name, description in sorted(options.items()):
+        if name not in listed and _MORE_BOUNDS.search(name) and _NUMERIC_DEFAULT.search(description):
             argv += [f"--{name}", _LIFT_TO]
     return argv
 
