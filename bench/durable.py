@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.chat import fill_room, phase
+from bench.chat import fill_room, phase, settle
 from bench.driver import LoadGen
 from bench.processes import ProcessGroup, rss_kib
 from bench.scenarios import GENERATOR_CORE, SERVER_CORE
@@ -80,7 +80,7 @@ def measure_part(group: ProcessGroup, server: Server, members: int, settings: Du
         spec = {"server": server.name, "port": port, "transport": "sse", "chat": True, **server.spec}
         gen = LoadGen(group, spec, run_dir, GENERATOR_CORE)
         fill_room(gen, pids, record, members, settings.concurrency, settings.join_cap_s)
-        time.sleep(1.0)
+        record["settle_s"] = settle(pids)
         bytes0 = database_bytes(run_dir)
         record["steady"] = phase(gen, pids, "steady", settings.seconds + 150, senders=settings.senders,
                                  rate=settings.rate, duration_s=settings.seconds, size=settings.payload_bytes,

@@ -121,6 +121,8 @@ def chat_fill_table(data: dict[str, Any]) -> list[str]:
             note.append("join answers " + ", ".join(f"{k}: {v}" for k, v in j["statuses"].items()))
         if c.get("failures"):
             note.append("stream failures " + ", ".join(f"{k}: {v}" for k, v in c["failures"].items()))
+        if (r.get("settle_s") or 0) > 1:
+            note.append(f"daemon busy {r['settle_s']:.0f} s more after the streams opened (backlogs)")
         if r.get("error"):
             note.append(r["error"][:120].replace("|", "/"))
         s, m, k = _per_member(r)
