@@ -47,8 +47,8 @@ def quick() -> Plan:
     p.runs.append(("cherrychat-redis", "sse", 1500))
     p.profile_n = 1500
     p.chat = ChatSettings(heartbeat=2.0, join_cap_s=60.0, quiet_s=5.0)
-    # The size of the publish runs, so that /msg and POST /event line up.
-    p.chat_runs = [("cherrychat", "sse", 1500), ("cherrychat", "websocket", 1500), ("cherrychat-redis", "sse", 1500)]
+    # Sizes of publish runs, so that /msg and POST /event line up.
+    p.chat_runs = [("cherrychat", "sse", 500), ("cherrychat", "websocket", 500), ("cherrychat-redis", "sse", 1500)]
     p.durable = DurableSettings(members=300, seconds=5.0, heartbeat=2.0, join_cap_s=30.0)
     p.hostile = HostileSettings()
     return p
