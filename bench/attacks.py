@@ -126,7 +126,7 @@ async def bounded(attack: Attack, count: int, concurrency: int, one: Any) -> Non
             next_index += 1
             try:
                 await one(i)
-            except (OSError, asyncio.TimeoutError, ValueError) as error:
+            except (OSError, asyncio.TimeoutError, ValueError, IndexError) as error:
                 attack.statuses[type(error).__name__] += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
