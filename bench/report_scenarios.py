@@ -205,8 +205,8 @@ def chat_targets(data: dict[str, Any]) -> list[str]:
                 elif len(checks) == 2:
                     verdict = "met"
                 else:
-                    verdict = "not measured in full (no " + ("Nchan" if event else "`POST /event`") + \
-                              " run of this size and transport)"
+                    verdict = "half measured: no " + ("Nchan" if event else "`POST /event`") + \
+                              " run of this size and transport"
                 if not _complete(r.get("fanout")):
                     shown.append("not every delivery arrived")
                 lines.append(f"| `/msg` deliveries/s ≥ `POST /event`'s and ≥ 0.6× Nchan | {where} | {verdict} | "
