@@ -29,9 +29,11 @@ def py_spy() -> Path:
     return VENV / "bin" / "py-spy"
 
 
-def ensure_apt() -> None:
-    """Debian's nginx-light, the Nchan module and redis-server."""
-    if shutil.which("nginx") and NCHAN_MODULE.exists() and REDIS_SERVER.exists():
+def ensure_apt(nchan: bool = True, redis: bool = True) -> None:
+    """Debian's nginx-light and the Nchan module (for ``nchan``), redis-server (for
+    ``redis``), where missing."""
+    missing = (nchan and not (shutil.which("nginx") and NCHAN_MODULE.exists())) or (redis and not REDIS_SERVER.exists())
+    if not missing:
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Mapping, Sequence
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -27,12 +27,14 @@ class ProcessGroup:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, argv: Sequence[str], core: int | None, log: Path | None = None, cwd: Path | None = None,
-              stdin: int | None = subprocess.DEVNULL, stdout: int | IO | None = None) -> subprocess.Popen:
-        """Start ``argv`` pinned to ``core`` (``taskset -c``), output to ``log``."""
+              stdin: int | None = subprocess.DEVNULL, stdout: int | IO | None = None,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen:
+        """Start ``argv`` pinned to ``core`` (``taskset -c``), output to ``log``; ``env`` is
+        added to this process's environment."""
         command = (["taskset", "-c", str(core)] if core is not None else []) + list(argv)
         out = stdout if stdout is not None else (open(log, "ab") if log else subprocess.DEVNULL)
         proc = subprocess.Popen(command, cwd=cwd, stdin=stdin, stdout=out, stderr=subprocess.STDOUT if log else None,
-                                preexec_fn=_raise_nofile)
+                                preexec_fn=_raise_nofile, env={**os.environ, **env} if env else None)
         self.procs.append(proc)
         return proc
 

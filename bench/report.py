@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.report_scenarios import chat_line, chat_section, durable_line, durable_section, hostile_line, hostile_section
+
+__all__ = ["chat_line", "durable_line", "hostile_line", "one_line", "write"]
 PEERS = ("nchan", "socketio", "sockjs")
 # Measured against single-daemon CherryChat rather than against the peers.
 SCALE_OUT = "cherrychat-redis"
@@ -224,7 +227,7 @@ def profile_section(data: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def section(data: dict[str, Any], png: str) -> list[str]:
+def section(data: dict[str, Any], png: str, results_dir: Path) -> list[str]:
     """Everything one mode's results say."""
     m = data["machine"]
     s = data["settings"]
@@ -243,17 +246,21 @@ def section(data: dict[str, Any], png: str) -> list[str]:
            *ratio_table(data), "",
            *scale_out_section(data),
            "### Every run", "", *raw_table(data), "",
-           f"![latency against connections]({png})", "", *profile_section(data)]
+           f"![latency against connections]({png})", "", *profile_section(data),
+           *chat_section(data), *durable_section(data, results_dir), *hostile_section(data)]
     return out
 
 
 HEADER = """# Benchmarks
 
 CherryChat against Nchan (nginx), python-socketio on aiohttp and SockJS on aiohttp, on the
-transports each peer shares with CherryChat. Produced by `python -m bench` (full, under 20
-minutes) or `python -m bench --quick` (under 3 minutes) from the repository root; this file,
-`docs/bench-latency.png` and `bench/results/*.json` are written by it. Every figure below is
-measured by that command; nothing is copied from elsewhere.
+transports each peer shares with CherryChat, then the chat as its page uses it (issue 13),
+the cost of a durable `/msg` answer (issue 12) and hostile neighbours (issue 14). Produced
+by `python -m bench` (full, under 25 minutes) or `python -m bench --quick` (a few minutes)
+from the repository root, or one scenario at a time with `--only` (see "Running the
+scenarios" below); this file, `docs/bench-latency.png` and `bench/results/*.json` are
+written by it. Every figure below is measured by that command; nothing is copied from
+elsewhere.
 
 Beside the peers, "CherryChat ×2 + Redis" is two CherryChat daemons sharing one chat
 through a redis-server of their own (`--redis`), compared with the single daemon.
@@ -278,7 +285,7 @@ def write(output: Path, results_dir: Path, png: str) -> None:
     for mode in ("full", "quick"):
         path = results_dir / f"{mode}.json"
         if path.exists():
-            parts.append("\n".join(section(json.loads(path.read_text()), png)))
+            parts.append("\n".join(section(json.loads(path.read_text()), png, results_dir)))
     if ANALYSIS.exists():
         parts.append(ANALYSIS.read_text())
     output.write_text("\n".join(parts).rstrip() + "\n")

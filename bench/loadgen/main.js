@@ -10,6 +10,11 @@
  * JSON lines ({"cmd": "prepare"|"connect"|"fanout"|"chat"|"close", ...}); each answer is
  * one JSON line on stdout. Every phase is bounded in time, and every answer includes the
  * generator's own CPU use so that a saturated generator shows in the results.
+ *
+ * With `spec.chat`, subscribers are chat members (chat.js): "pages" gives N browser
+ * sessions their cookies, "join" joins them, "connect" opens the joined members'
+ * connections, and publishing is a member's /msg; "steady" and "probe" are the
+ * durable-answer and hostile-neighbours loads.
  */
 
 const fs = require('fs');
@@ -18,6 +23,7 @@ const { PROFILES } = require('./profiles');
 const { Subscriber } = require('./subscriber');
 const { Recorder, nowUs, payload } = require('./recorder');
 const { httpRequest } = require('./control');
+const { Members, chatProfile } = require('./chat');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -39,6 +45,7 @@ class Generator {
     this.failures = {};
     this.seq = 0;
     this.profile = null;
+    this.members = new Members(this);
   }
 
   /** Port subscriber i connects to: the daemons take turns. */
@@ -95,17 +102,20 @@ class Generator {
   /** Open `n` subscribers, at most `concurrency` not yet ready at a time. */
   async connect(cmd) {
     const spec = this.spec;
-    spec.n = cmd.n;
-    this.profile = PROFILES[spec.server](this, spec);
+    // Chat members: only those who joined connect, each as its own member.
+    const ids = spec.chat ? this.members.joined.slice(0, cmd.n) : null;
+    const n = ids ? ids.length : cmd.n;
+    spec.n = n;
+    this.profile = spec.chat ? chatProfile(this, spec) : PROFILES[spec.server](this, spec);
     const deadline = Date.now() + (cmd.timeout_s || 120) * 1000;
     const concurrency = cmd.concurrency || 200;
     const t0 = Date.now();
     let started = 0;
-    while (started < cmd.n && Date.now() < deadline) {
+    while (started < n && Date.now() < deadline) {
       const pending = started - this.readyCount - this.failedCount;
-      const room = Math.min(concurrency - pending, cmd.n - started);
+      const room = Math.min(concurrency - pending, n - started);
       for (let k = 0; k < room; k++) {
-        const sub = new Subscriber(this, started++, this.profile);
+        const sub = new Subscriber(this, ids ? ids[started++] : started++, this.profile);
         this.subs.push(sub);
         sub.start();
         if (this.profile.firstPollReady && sub.kind === 'poll') sub.markReady();
@@ -269,6 +279,10 @@ async function main() {
         else if (cmd.cmd === 'connect') result = await gen.measured(() => gen.connect(cmd));
         else if (cmd.cmd === 'fanout') result = await gen.measured(() => gen.fanout(cmd));
         else if (cmd.cmd === 'chat') result = await gen.measured(() => gen.chat(cmd));
+        else if (cmd.cmd === 'pages') result = await gen.measured(() => gen.members.pages(cmd));
+        else if (cmd.cmd === 'join') result = await gen.measured(() => gen.members.join(cmd));
+        else if (cmd.cmd === 'steady') result = await gen.measured(() => gen.members.steady(cmd));
+        else if (cmd.cmd === 'probe') result = await gen.measured(() => gen.members.probe(cmd));
         else if (cmd.cmd === 'idle') result = await gen.measured(async () => { await sleep(cmd.seconds * 1000); return gen.status(); });
         else if (cmd.cmd === 'status') result = gen.status();
         else if (cmd.cmd === 'close') {

@@ -12,6 +12,7 @@ const { performance } = require('perf_hooks');
 
 const MARKER = /m(\d+)t(\d+)e/g;
 const CARRY = 48; // longer than any marker, so a marker split across two reads is found
+const MAX_SAMPLES = 8e6; // 64 MB of latencies at most
 
 /** Wall-clock time in microseconds, comparable across processes on this machine. */
 function nowUs() {
@@ -31,7 +32,8 @@ class Recorder {
 
   /** Start a measurement window expecting about `capacity` deliveries. */
   reset(capacity) {
-    this.lat = new Float64Array(Math.max(1, capacity));
+    // Bounded: past it, deliveries are still counted (`dropped`), not timed.
+    this.lat = new Float64Array(Math.max(1, Math.min(capacity, MAX_SAMPLES)));
     this.count = 0;
     this.dropped = 0; // deliveries beyond capacity (still counted in total)
     this.total = 0;
@@ -69,12 +71,32 @@ class Recorder {
 
   /** Percentiles (milliseconds) of the recorded latencies. */
   percentiles() {
-    const n = this.count;
-    if (n === 0) return { p50: null, p99: null, max: null };
-    const sorted = this.lat.subarray(0, n).sort();
-    const at = (q) => sorted[Math.min(n - 1, Math.floor(q * n))];
-    return { p50: at(0.5), p99: at(0.99), max: sorted[n - 1] };
+    return percentilesOf(this.lat, this.count);
   }
 }
 
-module.exports = { Recorder, nowUs, payload };
+/** Latencies (ms) of something other than deliveries, e.g. request answers. */
+class Samples {
+  constructor(capacity) {
+    this.values = new Float64Array(Math.max(1, capacity));
+    this.count = 0;
+  }
+
+  push(ms) {
+    if (this.count < this.values.length) this.values[this.count++] = ms;
+  }
+
+  percentiles() {
+    return percentilesOf(this.values, this.count);
+  }
+}
+
+/** p50, p99 and max of the first `n` values (sorted in place). */
+function percentilesOf(values, n) {
+  if (n === 0) return { p50: null, p99: null, max: null };
+  const sorted = values.subarray(0, n).sort();
+  const at = (q) => sorted[Math.min(n - 1, Math.floor(q * n))];
+  return { p50: at(0.5), p99: at(0.99), max: sorted[n - 1] };
+}
+
+module.exports = { Recorder, Samples, nowUs, payload };
