@@ -210,6 +210,15 @@ class Channel:
         # What came before the oldest retained message is gone for good.
         self.dropped_through = max(self.dropped_through, min(first - 1, last_id))
 
+    def restart(self, after: int) -> None:
+        """Forget every retained event and continue after id ``after``: what came before
+        is gone for good (a client behind it gets a reset)."""
+        self.messages.clear()
+        self.notices.clear()
+        self.last_id = max(self.last_id, after)
+        self.next_id = max(self.next_id, self.last_id)
+        self.dropped_through = max(self.dropped_through, after)
+
     @property
     def events(self) -> list[Event]:
         """Every retained event, oldest first."""

@@ -568,10 +568,7 @@ class RedisBackplane:
                     "events {first} to {last} of {location} are no longer retained",
                     first=channel.last_id + 1, last=event.id - 1, location=event.location,
                 )
-                # TODO(hub): a Channel.restart(after) would say this without touching its deques.
-                channel.messages.clear()
-                channel.notices.clear()
-                channel.restore((), event.id - 1)
+                channel.restart(event.id - 1)
             self._receive(event)
 
     # -- connection state ------------------------------------------------------------

@@ -116,6 +116,14 @@ class StaticFiles(File):
         """Folders are not listed."""
         return self.childNotFound
 
+    def render(self, request: IRequest) -> Any:  # type: ignore[override]
+        """GET and HEAD only (methods are case-sensitive): anything else is a plain 405,
+        not twisted.web's 501."""
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return plain(request, "method not allowed", 405)
+        return super().render(request)
+
 
 _WEBSOCKET_KEY = re.compile(rb"[A-Za-z0-9+/]{22}==")
 
