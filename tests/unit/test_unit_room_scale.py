@@ -102,3 +102,26 @@ class MembershipChangeTests(SynchronousTestCase):
         self.assertEqual(hub.key_count(), 0)
         self.assertEqual(chat._nicknames, {})
         self.assertLess(hub.key_count(), keys)
+
+
+class PresenceNoiseTests(SynchronousTestCase):
+    def test_a_storm_of_joins_and_leaves_cannot_push_the_conversation_out_of_the_history(self) -> None:
+        clock = Clock()
+        hub = Hub(clock, max_events=50)
+        chat = ChatRoom(hub, clock, presence_timeout=10)
+        chat.join("ann", "session-ann")
+        hub.subscribe(make_key("ann", "0", CHAT_LOCATION), Recorder())
+        said = [f"<b>ann</b> line {n}" for n in range(50)]
+        for n in range(50):
+            chat.msg("ann", "session-ann", f"line {n}")
+        for n in range(2000):  # fresh sessions that join and never connect, so they leave
+            chat.join(f"storm{n}", f"storm-session-{n}")
+            clock.advance(0.01)
+        clock.advance(11)
+        channel = hub.channel(CHAT_LOCATION)
+        messages = [e.payload for e in channel.recent(1000) if e.presence is None]
+        self.assertEqual(messages, said)
+        self.assertLessEqual(len(channel.notices), channel.max_notices)
+        # The storm's thousands of changes went out as a few dozen notices, not 4,000.
+        self.assertLess(hub.published - 51, 60)
+        self.assertEqual(self.successResultOf(chat.members()), ["ann"])
