@@ -81,6 +81,9 @@ class Room(Protocol):
     def keys_of(self, session: str) -> list[str]:
         """The keys ``session`` reads with (for the history's targeted events)."""
 
+    def start(self) -> None:
+        """Start the room's timers and connections, once the reactor runs."""
+
     def stop(self) -> None:
         """Stop the room's timers."""
 
@@ -303,6 +306,9 @@ class ChatRoom:
             if self.membership is not None:
                 self.membership.member_removed(self.location, holder.name).addErrback(lambda _: None)
             self._presence.left(holder.name)
+
+    def start(self) -> None:
+        """Nothing to start: the room's timers are set as members come and go."""
 
     def stop(self) -> None:
         """Cancel pending leave timers and notices, for a daemon that is shutting down."""

@@ -16,7 +16,7 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from cherrychat.assets import static_directory
-from cherrychat.chat import ChatRoom
+from cherrychat.chat import ChatRoom, Room
 from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import DEFAULT_MAX_NOTICES, Hub
 from cherrychat.metrics import metrics_resource
@@ -118,7 +118,8 @@ class ListenerService(Service):
         if host is not None:
             shown = f"[{host}]" if ":" in host else host
             scheme = "https" if self.description.startswith("ssl:") else "http"
-            log.info("{announce} {url}", announce=self.announce, url=f"{scheme}://{shown}:{address.port}/")
+            port_number = getattr(address, "port", None)
+            log.info("{announce} {url}", announce=self.announce, url=f"{scheme}://{shown}:{port_number}/")
         else:
             log.info("{announce} {address}", announce=self.announce, address=address)
         return port
@@ -166,6 +167,7 @@ class CherryChatService(MultiService):
                                       keep_notices=DEFAULT_MAX_NOTICES, sync=config["database-sync"])
         self.hub = Hub(clock, max_events=config["retain-events"], max_age=config["retain-seconds"], journal=self.store)
         self.backplane: Any = None
+        self.chat: Room
         if config["redis"]:
             # Several daemons, one chat: ids, history, nicknames and presence in Redis.
             from cherrychat.redis_backplane import RedisBackplane
@@ -177,9 +179,10 @@ class CherryChatService(MultiService):
             loaded = self.store.load_into(self.hub)
             log.info("history: {count} events from {path}", count=loaded, path=config["database"])
         if self.backplane is None:
-            self.chat = ChatRoom(self.hub, clock, presence_timeout=config["presence-timeout"], membership=self.store)
+            room = ChatRoom(self.hub, clock, presence_timeout=config["presence-timeout"], membership=self.store)
             if self.store is not None:
-                self.chat.restore(self.store.load_members(self.chat.location))
+                room.restore(self.store.load_members(room.location))
+            self.chat = room
         self.comet = Comet(
             self.hub,
             clock,
@@ -208,7 +211,7 @@ class CherryChatService(MultiService):
             self.store.start()
         if self.backplane is not None:
             self.backplane.start()
-            self.chat.start()
+        self.chat.start()
         super().startService()
         self.comet.start()
         self._sweeper.start(60, now=False)
