@@ -44,6 +44,26 @@ def left_payload(user: str) -> str:
     return f"{escape(user)} left"
 
 
+def nickname_taken(user: str, refusal: type[NotYours] | type[Taken]) -> Refused:
+    """The refusal of a nickname another session holds: 403 to use it, 409 to join."""
+    return refusal(f"nickname {user} is taken")
+
+
+def not_joined(user: str) -> NotYours:
+    """The refusal of a message from a nickname that is not a member."""
+    return NotYours(f"{user} has not joined")
+
+
+def not_yours(user: str) -> NotYours:
+    """The refusal of a message from another session's nickname."""
+    return NotYours(f"{user} belongs to another session")
+
+
+def too_many_labels() -> Refused:
+    """The refusal of one session label too many for a nickname (429)."""
+    return Refused(f"at most {MAX_LABELS_PER_NICKNAME} session labels per nickname", 429)
+
+
 def identity(user: str) -> str:
     """What makes two nicknames the same one: case does not (``Ann`` is ``ann``)."""
     return user.casefold()
@@ -158,7 +178,7 @@ class ChatRoom:
         if label in holder.labels:
             return succeed(newly_joined)
         if len(holder.labels) >= MAX_LABELS_PER_NICKNAME:
-            return fail(Refused(f"at most {MAX_LABELS_PER_NICKNAME} session labels per nickname", 429))
+            return fail(too_many_labels())
         holder.joined = True
         holder.labels.add(label)
         since = self.hub.admit(make_key(holder.name, label, self.location))
@@ -189,9 +209,9 @@ class ChatRoom:
         """
         holder = self._nicknames.get(identity(user))
         if holder is None or not holder.joined:
-            return fail(NotYours(f"{user} has not joined"))
+            return fail(not_joined(user))
         if holder.session != session:
-            return fail(NotYours(f"{user} belongs to another session"))
+            return fail(not_yours(user))
         # Gathered joins and leaves go out first: nobody reads a message from a member
         # before reading that the member joined.
         self._presence.flush_pending()
@@ -249,7 +269,7 @@ class ChatRoom:
             self.hub.hold(self.location, user)
             self._start_expiry(holder)
         elif holder.session != session:
-            raise refusal(f"nickname {user} is taken")
+            raise nickname_taken(user, refusal)
         return holder
 
     def _save(self, holder: _Nickname, since: int) -> Deferred:

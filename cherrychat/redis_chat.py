@@ -40,8 +40,17 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cherrychat.chat import CHAT_LOCATION, MAX_LABELS_PER_NICKNAME, identity, message_payload
-from cherrychat.errors import NotYours, Refused, Taken, Unavailable
+from cherrychat.chat import (
+    CHAT_LOCATION,
+    MAX_LABELS_PER_NICKNAME,
+    identity,
+    message_payload,
+    nickname_taken,
+    not_joined,
+    not_yours,
+    too_many_labels,
+)
+from cherrychat.errors import NotYours, Taken, Unavailable
 from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
 from cherrychat.presence import DEFAULT_WINDOW, PresenceBatcher
 from cherrychat.redis_backplane import RedisBackplane, Script, event_body
@@ -277,7 +286,7 @@ class RedisChatRoom:
 
         def claimed(result: list[Any]) -> Deferred:
             if not int(result[0]):
-                raise NotYours(f"nickname {user} is taken")
+                raise nickname_taken(user, NotYours)
             return self._applied(int(result[1]))
 
         keys = [self._members_key, self._presence_key, self._seq_key, self._stamps_key]
@@ -304,9 +313,9 @@ class RedisChatRoom:
         def joined(result: list[Any]) -> Deferred:
             code, stamp, name = int(result[0]), int(result[1]), _text(result[2])
             if code == 0:
-                raise Taken(f"nickname {user} is taken")
+                raise nickname_taken(user, Taken)
             if code == 3:
-                raise Refused(f"at most {MAX_LABELS_PER_NICKNAME} session labels per nickname", 429)
+                raise too_many_labels()
             steps = [self._applied(stamp)]
             if code == 1 and stamp:
                 announced = self._presence.joined(name)
@@ -348,8 +357,8 @@ class RedisChatRoom:
                 # Spelled otherwise than this daemon's mirror knew: send under the member's name.
                 return self._send(user, _text(result[2]), session, text, retry=False)
             if code == -2:
-                raise NotYours(f"{user} belongs to another session")
-            raise NotYours(f"{user} has not joined")
+                raise not_yours(user)
+            raise not_joined(user)
 
         return self.backplane.publish_with(MSG, self.location, keys, args).addCallback(sent)
 
