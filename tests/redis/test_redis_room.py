@@ -12,27 +12,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from cherrychat.hub import Event, Hub, make_key
+from cherrychat.hub import Hub, make_key
 from cherrychat.redis_backplane import RedisBackplane
 from cherrychat.redis_chat import RedisChatRoom
 from integration_support import wait_until
 from redis_support import RedisServer
+from unit_support import Recorder
 
 CHAT = "/cherrychat"
-
-
-class Recorder:
-    """A listener that keeps what it is handed."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-
-    @property
-    def payloads(self) -> list[str]:
-        return [event.payload for event in self.events]
 
 
 class Node:
