@@ -7,8 +7,8 @@
   comet connections opened the way the tutorial opens them.
 - :func:`stop_process`: stop a subprocess (a daemon, Redis, nginx) by its pid.
 
-The integration, security and Redis tests import this module (``tests/conftest.py`` puts
-this directory on ``sys.path``).
+The integration, security and Redis tests import this module as
+``tests.integration.integration_support``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import FailTest, TestCase
 
-from clients import CLIENTS, Browser, CometClient
-from daemon import start_daemon, stop_daemon
+from tests.integration.clients import CLIENTS, Browser, CometClient
+from tests.integration.daemon import start_daemon, stop_daemon
 
 
 @inlineCallbacks

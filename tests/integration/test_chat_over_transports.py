@@ -6,7 +6,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
-from integration_support import ChatTestCase
+from tests.integration.integration_support import ChatTestCase
 
 
 def _transport_tests(transport: str) -> type:

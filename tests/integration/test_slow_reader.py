@@ -8,7 +8,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
-from integration_support import ChatTestCase
+from tests.integration.integration_support import ChatTestCase
 
 MESSAGES = 3000
 TEXT = "x" * 4000

@@ -22,9 +22,9 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest
 from twisted.web.client import Agent
 
-from clients import Browser
-from integration_support import DaemonTestCase, stop_process, wait_until
-from test_twistd import TwistdDaemon, twistd_command
+from tests.integration.clients import Browser
+from tests.integration.integration_support import DaemonTestCase, stop_process, wait_until
+from tests.integration.test_twistd import TwistdDaemon, twistd_command
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 CHAT = "/cherrychat"

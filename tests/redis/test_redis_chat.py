@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
-from redis_support import CHAT, RedisTestCase
+from tests.redis.redis_support import CHAT, RedisTestCase
 
 
 class ChatAcrossDaemonsTests(RedisTestCase):

@@ -10,8 +10,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
-from integration_support import wait_until
-from redis_support import CHAT, RedisTestCase, SourceTwistd
+from tests.integration.integration_support import wait_until
+from tests.redis.redis_support import CHAT, RedisTestCase, SourceTwistd
 
 
 class RedisOutageTests(RedisTestCase):

@@ -13,8 +13,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 
-from integration_support import stop_process, wait_until
-from redis_support import SOURCE_TREE, RedisTestCase, free_port, poll, require
+from tests.integration.integration_support import stop_process, wait_until
+from tests.redis.redis_support import SOURCE_TREE, RedisTestCase, free_port, poll, require
 
 SHIPPED = SOURCE_TREE / "docs" / "deploy" / "nginx.conf"
 

@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from security_support import TOKEN, Answer, MemoryDaemon, cookie_of, raw_exchange
+from tests.security.security_support import TOKEN, Answer, MemoryDaemon, cookie_of, raw_exchange
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -147,7 +147,7 @@ class RawSocketTests(TestCase):
 
     @inlineCallbacks
     def test_broken_requests_over_a_socket(self):
-        from daemon import start_daemon, stop_daemon
+        from tests.integration.daemon import start_daemon, stop_daemon
 
         service, base = yield start_daemon()
         self.addCleanup(stop_daemon, service)
