@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 
-from tests.integration.integration_support import ChatTestCase
+from tests.integration.integration_support import ChatTestCase, settle
 
 MESSAGES = 3000
 TEXT = "x" * 4000
@@ -50,5 +48,5 @@ class SlowReaderTests(ChatTestCase):
 
         resumed, _ = yield self.connect(ben, "ben", "sse", last_event_id=2)
         yield resumed.wait_for_events(sent + 3)
-        yield deferLater(reactor, 0.1, lambda: None)
+        yield settle(ann, "ann", [resumed])  # an extra event would have arrived by now
         self.assertEqual(resumed.payloads, [f"<b>ann</b> {n} {TEXT}" for n in range(sent + 3)])

@@ -9,16 +9,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-import twisted.internet._producer_helpers as producer_helpers
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock, Cooperator
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
@@ -29,8 +27,8 @@ from cherrychat.limits import LimitSettings
 from cherrychat.origins import OriginPolicy
 from cherrychat.publish import Publisher
 from cherrychat.web import ChatWeb
+from tests.support import STATIC, cooperate_on_clock, daemon_state
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
 TOKEN = b"s3cret-publishing-token-0123456789"
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 
@@ -112,9 +110,7 @@ class MemoryDaemon:
         self.site = self.web.site()
         self.site.timeOut = None  # no idle timer on the global reactor
         # twisted.web.static.File streams through the global cooperator: run it on a Clock.
-        self.cooperator_clock = Clock()
-        cooperator = Cooperator(scheduler=lambda work: self.cooperator_clock.callLater(0, work))
-        testcase.patch(producer_helpers, "cooperate", cooperator.cooperate)
+        self.cooperator_clock = cooperate_on_clock(testcase)
         self.open: list[Connection] = []
         testcase.addCleanup(self.close_all)
 
@@ -144,14 +140,7 @@ class MemoryDaemon:
 
     def state(self) -> dict[str, Any]:
         """What a refused request must not change."""
-        channel = self.hub.channel(self.chat.location)
-        return {
-            "members": self.chat.members(),
-            "history": [(e.id, e.payload) for e in channel.recent(10**6)],
-            "last_id": channel.last_id,
-            "published": self.hub.published,
-            "holders": {name: self.chat.holder_of(name) for name in ("ann", "ben", "eve")},
-        }
+        return daemon_state(self.hub, self.chat, self.comet)
 
     def close_all(self) -> None:
         """Close the connections a test left open."""

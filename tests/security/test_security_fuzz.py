@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.security.security_support import TOKEN, Answer, MemoryDaemon, cookie_of, raw_exchange
+from tests.support import until_connections_closed
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -169,4 +169,4 @@ class RawSocketTests(TestCase):
         received = yield raw_exchange(reactor, port, b"GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         self.assertEqual(Answer(received).code, 200)
         self.assertEqual(service.hub.published, 0)
-        yield deferLater(reactor, 0.05, lambda: None)
+        yield until_connections_closed()  # the aborted ones too, before trial looks
