@@ -3,13 +3,14 @@
 - :class:`MemoryDaemon`: the daemon's web site over a ``task.Clock``, spoken to with raw
   HTTP bytes through ``StringTransport``: the real HTTP parser, the real request class
   with its bounds, the real routes, synchronously and without sockets.
-- :func:`raw_exchange`: raw bytes to a real daemon over a loopback socket.
+- :func:`raw_exchange`: raw bytes to a real daemon over a loopback socket, until it
+  closes the connection or (:func:`answered`) has answered.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -157,26 +158,47 @@ def cookie_of(answer: Answer) -> str:
     raise AssertionError(f"no session cookie in {answer.raw[:300]!r}")
 
 
+def answered(raw: bytes) -> bool:
+    """Whether ``raw`` holds one whole HTTP response (after any interim 100 Continue):
+    its headers, and a body of its Content-Length or ended by the last chunk."""
+    while raw.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
+        raw = raw[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    answer = Answer(head + separator)
+    length = answer.header(b"content-length")
+    if length is not None:
+        return len(body) >= int(length)
+    if answer.header(b"transfer-encoding") == b"chunked":
+        return body.startswith(b"0\r\n\r\n") or b"\r\n0\r\n\r\n" in body
+    return False  # the body ends when the connection does
+
+
 class _Collector(Protocol):
-    def __init__(self, done: Deferred):
+    def __init__(self, done: Deferred, until: Callable[[bytes], bool] | None):
         self.done = done
+        self.until = until
         self.data = b""
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
+        if self.until is not None and self.until(self.data) and self.transport is not None:
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Any) -> None:
         if not self.done.called:
             self.done.callback(self.data)
 
 
-def raw_exchange(reactor: Any, port: int, data: bytes, timeout: float = 5.0) -> Deferred:
+def raw_exchange(reactor: Any, port: int, data: bytes, timeout: float = 5.0, until: Callable[[bytes], bool] | None = None) -> Deferred:
     """Send ``data`` to ``127.0.0.1:port``; fires with every byte received once the
-    daemon closes the connection, or after ``timeout`` seconds (the connection is then
+    daemon closes the connection, or once ``until(received)`` holds (see :func:`answered`;
+    the client then closes it), or after ``timeout`` seconds (the connection is then
     aborted)."""
     done: Deferred = Deferred()
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
-    collector = _Collector(done)
+    collector = _Collector(done, until)
 
     def connected(protocol: Protocol) -> None:
         assert protocol.transport is not None
