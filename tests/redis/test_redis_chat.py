@@ -100,7 +100,6 @@ class PresenceAcrossDaemonsTests(RedisTestCase):
     """A member whose connections are gone leaves once, whichever daemon notices."""
 
     daemon_arguments = ("--presence-timeout", "1")
-    presence_timeout = 1.0
 
     def record_sweeps(self) -> list[list[float]]:
         """For each daemon, the start times of its presence sweeps whose answer came back.
@@ -141,7 +140,7 @@ class PresenceAcrossDaemonsTests(RedisTestCase):
         # Connected members stay, however long: their daemons refresh their presence. A
         # sweep on every daemon after their first presence timeout ran out has not
         # removed them.
-        expired = reactor.seconds() + self.presence_timeout
+        expired = reactor.seconds() + self.services[0].chat.presence_timeout
         yield self.until_every_daemon_swept(sweeps, expired, "a sweep after the presence timeout")
         self.assertEqual(json.loads((yield carl.get("/who"))[1]), {"members": ["ann", "ben"]})
 
