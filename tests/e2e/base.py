@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from .support import BrowserSession, ChatPage, Daemon, require_browser
+from tests.e2e.support import BrowserSession, ChatPage, Daemon, require_browser
 
 _shared: list[BrowserSession] = []
 

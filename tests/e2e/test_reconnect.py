@@ -6,8 +6,8 @@ import os
 import shutil
 import tempfile
 
-from .base import BrowserTestCase, localhost
-from .support import RECONNECT_WAIT_MS, CuttableProxy, Daemon, free_port
+from tests.e2e.base import BrowserTestCase, localhost
+from tests.e2e.support import RECONNECT_WAIT_MS, CuttableProxy, Daemon, free_port
 
 
 class ReconnectChecks:

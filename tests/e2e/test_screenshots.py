@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BrowserTestCase, localhost
+from tests.e2e.base import BrowserTestCase, localhost
 
 CONVERSATION = [
     ("ann", "Hi Ben! Did the daemon come back after the restart?"),

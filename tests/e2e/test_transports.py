@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BrowserTestCase, localhost
+from tests.e2e.base import BrowserTestCase, localhost
 
 # Text that would run or break something if the page ever treated it as HTML.
 HOSTILE_NICKNAMES = [

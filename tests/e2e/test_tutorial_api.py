@@ -10,8 +10,8 @@ script), so it loads the daemon's orbited.js like the tutorial's page did.
 
 from __future__ import annotations
 
-from .base import BrowserTestCase, localhost
-from .support import WAIT_MS
+from tests.e2e.base import BrowserTestCase, localhost
+from tests.e2e.support import WAIT_MS
 
 # The tutorial's chat.html and chat.js, kept as the tutorial wrote them (inline handlers
 # and all), apart from loading orbited.js from the chat's own origin.

@@ -22,6 +22,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
+from tests.support import wait_until
+
 Message = dict[str, Any]
 
 
@@ -72,7 +74,6 @@ class CometClient:
         self.session = session
         self.messages: list[Message] = []
         self.status: int | None = None
-        self._waiters: list[tuple[Callable[[], bool], Deferred]] = []
         self.closed = Deferred()
 
     def finished(self) -> Deferred:
@@ -96,30 +97,22 @@ class CometClient:
         return params
 
     def received(self, message: Message) -> None:
-        """Record a message and wake the waiters whose condition now holds."""
+        """Record a message."""
         self.messages.append(message)
-        for waiter in list(self._waiters):
-            condition, deferred = waiter
-            if condition():
-                self._waiters.remove(waiter)
-                deferred.callback(self)
 
-    def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> Deferred:
-        """A Deferred that fires when ``condition()`` holds; it times out after ``timeout``."""
-        deferred: Deferred = Deferred()
-        if condition():
-            deferred.callback(self)
-            return deferred
-        self._waiters.append((condition, deferred))
-        return deferred.addTimeout(timeout, self.browser.reactor)
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0, what: str = "a condition") -> Deferred:
+        """A Deferred that fires with this client when ``condition()`` holds; the test
+        fails after ``timeout`` seconds (see :func:`tests.support.wait_until`)."""
+        waiting = wait_until(condition, f"{what} on {self.user}'s {self.transport} connection", timeout)
+        return waiting.addCallback(lambda _: self)
 
     def wait_for_events(self, count: int, timeout: float = 10.0) -> Deferred:
         """Wait until at least ``count`` events have arrived."""
-        return self.wait_until(lambda: len(self.events) >= count, timeout)
+        return self.wait_until(lambda: len(self.events) >= count, timeout, f"{count} events")
 
     def wait_opened(self, timeout: float = 10.0) -> Deferred:
         """Wait for the ``open`` message."""
-        return self.wait_until(lambda: any(m.get("type") == "open" for m in self.messages), timeout)
+        return self.wait_until(lambda: any(m.get("type") == "open" for m in self.messages), timeout, "the open message")
 
 
 class StreamingClient(CometClient):
@@ -265,7 +258,9 @@ class LongPollClient(CometClient):
     def disconnect(self) -> None:
         """Stop polling, dropping the poll in flight as a closed tab does."""
         self._stopped = True
-        if getattr(self, "_in_flight", None) is not None and not self._in_flight.called:
+        # Not ``if not called``: a request waiting on its chained Deferred counts as
+        # called, and would be left held; cancel() is a no-op once it has a result.
+        if getattr(self, "_in_flight", None) is not None:
             self._in_flight.cancel()
         # The tab is gone now; a poll that was already answering ends the loop by itself.
         if not self.closed.called:

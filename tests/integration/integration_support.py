@@ -1,43 +1,53 @@
 """What the tests over real sockets share: waiting, and daemons with their browsers and clients.
 
-- :func:`wait_until`: wait in bounded steps, in the test's reactor, until a condition holds.
 - :class:`DaemonTestCase`: the daemons, browsers and comet clients a test opens, all
   closed when it ends.
 - :class:`ChatTestCase`: one daemon per test, browsers that loaded the chat page, and
   comet connections opened the way the tutorial opens them.
+- :func:`settle`: wait until nothing sent before now is still on its way to some clients.
 - :func:`stop_process`: stop a subprocess (a daemon, Redis, nginx) by its pid.
 
-The integration, security and Redis tests import this module (``tests/conftest.py`` puts
-this directory on ``sys.path``).
+The integration, security and Redis tests import this module as
+``tests.integration.integration_support``.
 """
 
 from __future__ import annotations
 
 import subprocess
-from typing import Any, Callable
+from typing import Any, Iterable
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import FailTest, TestCase
 
-from clients import CLIENTS, Browser, CometClient
-from daemon import start_daemon, stop_daemon
+from tests.integration.clients import CLIENTS, Browser, CometClient
+from tests.integration.daemon import start_daemon, stop_daemon
+from tests.support import until_connections_closed, wait_until
+
+
+#: What :func:`settle` sends; it never appears in what the clients are left with.
+SETTLE_MARKER = "settle marker"
 
 
 @inlineCallbacks
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 5.0, step: float = 0.01):
-    """Wait until ``condition()`` holds, checking every ``step`` seconds of the reactor.
+def settle(browser: Browser, user: str, clients: Iterable[CometClient], timeout: float = 10.0):
+    """Wait until every event published before now, and any copy of one, has reached ``clients``.
 
-    ``condition`` may return a Deferred; its result is what counts. The wait is bounded:
-    at most ``timeout / step`` checks, ``step`` seconds apart; when they run out the test
-    fails with a message naming ``what`` was awaited.
+    ``user`` (a member, through ``browser``) sends one more message. A connection gets
+    its events in order, so once each client has that message, a duplicate or stray
+    event sent before it would have arrived too: this is the condition a test waits for
+    before asserting there is none. The message is then taken out of what the clients
+    received, so the test's assertions see only the events before it. (It stays in the
+    history: read ``/history`` before settling.)
     """
-    for _ in range(int(timeout / step)):
-        if (yield condition()):
-            return
-        yield deferLater(reactor, step, lambda: None)
-    raise FailTest(f"timed out after {timeout} s waiting for {what}")
+    status = yield browser.post("/msg", user=user, msg=SETTLE_MARKER)
+    if status != (200, "sent\n"):
+        raise FailTest(f"the settle marker was refused: {status}")
+    payload = f"<b>{user}</b> {SETTLE_MARKER}"
+    for client in clients:
+        yield client.wait_until(lambda c=client: payload in c.payloads, timeout, "the settle marker")
+        client.messages[:] = [m for m in client.messages if not (m.get("type") == "event" and m.get("data") == payload)]
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -99,7 +109,7 @@ class DaemonTestCase(TestCase):
         for browser in self.browsers:
             yield browser.close()
         # Let aborted connections finish closing before trial checks for a dirty reactor.
-        yield deferLater(reactor, 0.05, lambda: None)
+        yield until_connections_closed()
 
 
 class ChatTestCase(DaemonTestCase):

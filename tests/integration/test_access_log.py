@@ -8,7 +8,7 @@ import treq
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from daemon import start_daemon, stop_daemon
+from tests.integration.daemon import start_daemon, stop_daemon
 
 
 class AccessLogTests(TestCase):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 
-from integration_support import ChatTestCase
+from tests.integration.integration_support import ChatTestCase, settle
 
 
 def _transport_tests(transport: str) -> type:
@@ -25,8 +23,8 @@ def _transport_tests(transport: str) -> type:
             self.assertEqual(status, (200, "sent\n"))
             yield ben_stream.wait_for_events(2)
             yield ann_stream.wait_for_events(3)
-            # Give a duplicate the chance to arrive before asserting there is none.
-            yield deferLater(reactor, 0.2, lambda: None)
+            # Wait until a duplicate would have arrived, before asserting there is none.
+            yield settle(ann, "ann", [ann_stream, ben_stream])
             self.assertEqual(ben_stream.payloads, ["ben joined", "<b>ann</b> hello &lt;ben&gt; &amp; all"])
             self.assertEqual(
                 ann_stream.payloads, ["ann joined", "ben joined", "<b>ann</b> hello &lt;ben&gt; &amp; all"]

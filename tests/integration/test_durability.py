@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from test_twistd import DaemonTestCase, Page
+from tests.integration.test_twistd import DaemonTestCase, Page
 
 #: the per-session and per-address limits lifted, so publishers can burst
 UNLIMITED = ("--rate-limit", "100000", "--rate-burst", "100000",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import inlineCallbacks
 
-from integration_support import ChatTestCase
+from tests.integration.integration_support import ChatTestCase
 
 
 class MetricsTests(ChatTestCase):

@@ -8,7 +8,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 
-from integration_support import ChatTestCase, wait_until
+from tests.integration.integration_support import ChatTestCase
+from tests.support import wait_until
 
 
 class PresenceTests(ChatTestCase):

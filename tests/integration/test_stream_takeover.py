@@ -18,7 +18,8 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 from cherrychat.comet.core import HTTPStream
-from integration_support import ChatTestCase, wait_until
+from tests.integration.integration_support import ChatTestCase
+from tests.support import wait_until
 
 STREAMS = ("sse", "xhrstream", "iframe")
 

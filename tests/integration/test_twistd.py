@@ -17,7 +17,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from integration_support import stop_process
+from tests.integration.integration_support import stop_process
 
 SERVING = re.compile(rb"CherryChat serving on http://127\.0\.0\.1:(\d+)/")
 

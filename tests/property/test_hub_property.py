@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.hub import Event, Hub
-from unit_support import publish as publish_events
+from tests.unit.unit_support import publish as publish_events
 
 KEYS = ["ann, 0, /room", "ben, 0, /room", "ann, 1, /room", "cat, 0, /other"]
 

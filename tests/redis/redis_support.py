@@ -12,19 +12,19 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SkipTest
 from twisted.web.client import Agent
 
-from clients import Browser
-from integration_support import DaemonTestCase, stop_process, wait_until
-from test_twistd import TwistdDaemon, twistd_command
+from tests.integration.clients import Browser
+from tests.integration.integration_support import DaemonTestCase, stop_process
+from tests.integration.test_twistd import TwistdDaemon, twistd_command
+from tests.support import wait_until
 
 SOURCE_TREE = Path(__file__).resolve().parents[2]
 CHAT = "/cherrychat"
@@ -48,15 +48,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def poll(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.02) -> None:
-    """Block until ``condition()`` holds, checking in bounded steps (for subprocesses)."""
-    for _ in range(int(timeout / step) + 1):
-        if condition():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 class RedisServer:
     """A ``redis-server`` of the test's own, on a free port, its files in a temp dir.
 
@@ -77,7 +68,8 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> Deferred:
+        """Start ``redis-server``; fires with this server once it answers PING."""
         self.process = subprocess.Popen(
             [
                 self.program, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.directory,
@@ -87,8 +79,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        poll(self.answers, 10, "redis-server to answer PING")
-        return self
+        return wait_until(self.answers, "redis-server to answer PING", timeout=10.0).addCallback(lambda _: self)
 
     def answers(self) -> bool:
         if self.process is None or self.process.poll() is not None:
@@ -152,8 +143,9 @@ class RedisTestCase(DaemonTestCase):
     @inlineCallbacks
     def setUp(self):
         super().setUp()
-        self.redis = (RedisServer(self.redis_persistence) if self.redis_persistence else RedisServer()).start()
+        self.redis = RedisServer(self.redis_persistence) if self.redis_persistence else RedisServer()
         self.addCleanup(self.redis.stop)
+        yield self.redis.start()
         self.bases: list[str] = []
         for _ in range(self.daemons):
             yield self.start_daemon()

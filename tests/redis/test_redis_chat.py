@@ -7,9 +7,10 @@ import json
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 
-from redis_support import CHAT, RedisTestCase
+from tests.integration.integration_support import settle
+from tests.redis.redis_support import CHAT, RedisTestCase
+from tests.support import wait_until
 
 
 class ChatAcrossDaemonsTests(RedisTestCase):
@@ -36,7 +37,6 @@ class ChatAcrossDaemonsTests(RedisTestCase):
         for index, (user, _, _) in enumerate(people):
             # Each gets every event from its own join on.
             yield streams[user].wait_for_events(total - index, timeout=10)
-        yield deferLater(reactor, 0.2, lambda: None)  # a duplicate would show up now
 
         histories = []
         for base in self.bases:
@@ -48,6 +48,7 @@ class ChatAcrossDaemonsTests(RedisTestCase):
         ids = [event_id for event_id, _ in histories[0]]
         self.assertEqual(ids, list(range(1, total + 1)))
         self.assertIn((total, "<b>eve</b> &lt;1&gt; from eve &amp; co"), histories[0])
+        yield settle(browsers["ann"], "ann", streams.values())  # a duplicate would show up now
         for index, (user, _, _) in enumerate(people):
             got = [(e["id"], e["data"]) for e in streams[user].events]
             self.assertEqual(got, histories[0][index:], user)
@@ -91,7 +92,7 @@ class ChatAcrossDaemonsTests(RedisTestCase):
         yield self.listening(self.services[2], "ben")
         yield ann.post("/msg", user="ann", msg="after")
         yield second.wait_for_events(4)
-        yield deferLater(reactor, 0.1, lambda: None)
+        yield settle(ann, "ann", [second])
         self.assertEqual(
             second.payloads, [f"<b>ann</b> while away {n}" for n in range(3)] + ["<b>ann</b> after"]
         )
@@ -103,18 +104,47 @@ class PresenceAcrossDaemonsTests(RedisTestCase):
 
     daemon_arguments = ("--presence-timeout", "1")
 
+    def record_sweeps(self) -> list[list[float]]:
+        """For each daemon, the start times of its presence sweeps whose answer came back.
+
+        A sweep is the room asking Redis for the holders whose presence expired (the
+        ``expired`` script); it then removes them, each with its ``NAME left``.
+        """
+        sweeps: list[list[float]] = []
+        for service in self.services:
+            done: list[float] = []
+
+            def run(script, keys, args, run=service.backplane.run, done=done):
+                started = reactor.seconds()
+                answer = run(script, keys, args)
+                if script.name == "expired":
+                    answer.addCallback(lambda result: (done.append(started), result)[1])
+                return answer
+
+            self.patch(service.backplane, "run", run)
+            sweeps.append(done)
+        return sweeps
+
+    def until_every_daemon_swept(self, sweeps: list[list[float]], after: float, what: str):
+        """Wait until each daemon has finished a sweep that began after ``after``."""
+        return wait_until(lambda: all(any(t > after for t in done) for done in sweeps), what, timeout=10.0)
+
     @inlineCallbacks
     def test_a_member_leaves_once_and_the_nickname_is_free_everywhere(self):
         ann = yield self.browser(self.bases[0])
         ben = yield self.browser(self.bases[1])
         carl = yield self.browser(self.bases[2])
+        sweeps = self.record_sweeps()
         ann_stream = yield self.connect(ann, "ann", "websocket")
         ben_stream = yield self.connect(ben, "ben", "sse")
         yield ann.post("/join", user="ann")
         yield ben.post("/join", user="ben")
         yield ann_stream.wait_for_events(2)
-        # Connected members stay, however long: their daemons refresh their presence.
-        yield deferLater(reactor, 1.5, lambda: None)
+        # Connected members stay, however long: their daemons refresh their presence. A
+        # sweep on every daemon after their first presence timeout ran out has not
+        # removed them.
+        expired = reactor.seconds() + self.services[0].chat.presence_timeout
+        yield self.until_every_daemon_swept(sweeps, expired, "a sweep after the presence timeout")
         self.assertEqual(json.loads((yield carl.get("/who"))[1]), {"members": ["ann", "ben"]})
 
         ben_stream.disconnect()
@@ -126,7 +156,9 @@ class PresenceAcrossDaemonsTests(RedisTestCase):
         # Connected, so that the new ben stays while his notice waits out the presence window.
         yield self.connect(carl, "ben", "sse")
         yield ann_stream.wait_for_events(4)
-        yield deferLater(reactor, 0.5, lambda: None)  # time for a second daemon to sweep
+        # Every daemon sweeps again: a second "ben left" would be on its way now.
+        yield self.until_every_daemon_swept(sweeps, reactor.seconds(), "every daemon to sweep again")
+        yield settle(ann, "ann", [ann_stream])
         self.assertEqual(ann_stream.payloads, ["ann joined", "ben joined", "ben left", "ben joined"])
 
 

@@ -8,10 +8,10 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 
-from integration_support import wait_until
-from redis_support import CHAT, RedisTestCase, SourceTwistd
+from tests.integration.integration_support import settle
+from tests.redis.redis_support import CHAT, RedisTestCase, SourceTwistd
+from tests.support import wait_until
 
 
 class RedisOutageTests(RedisTestCase):
@@ -56,7 +56,7 @@ class RedisOutageTests(RedisTestCase):
             self.assertFalse(client.closed.called)
         self.assertEqual(self.services[1].hub.listener_count(f"ben, 0, {CHAT}"), 1)
 
-        self.redis.start()
+        yield self.redis.start()
         yield wait_until(lambda: self.statuses("/healthz").addCallback(lambda codes: codes == [200, 200]), "recovery", timeout=15)
         for n in range(2):
             self.assertEqual((yield ben.post("/msg", user="ben", msg=f"after {n}")), (200, "sent\n"))
@@ -67,13 +67,13 @@ class RedisOutageTests(RedisTestCase):
         yield ann_stream.wait_for_events(len(acknowledged))
         yield ben_stream.wait_for_events(len(acknowledged) - 1)
         yield cat_poll.wait_for_events(len(acknowledged) - 2 - 1)
-        yield deferLater(reactor, 0.2, lambda: None)
-        self.assertEqual(ann_stream.payloads, acknowledged)
-        self.assertEqual(ben_stream.payloads, acknowledged[1:])
-        self.assertEqual([e["id"] for e in ann_stream.events], list(range(1, len(acknowledged) + 1)))
         for probe in self.probes:
             status, body = yield probe.get("/history", limit=100)
             self.assertEqual([e["payload"] for e in json.loads(body)["events"]], acknowledged)
+        yield settle(ann, "ann", [ann_stream, ben_stream])  # a duplicate would show up now
+        self.assertEqual(ann_stream.payloads, acknowledged)
+        self.assertEqual(ben_stream.payloads, acknowledged[1:])
+        self.assertEqual([e["id"] for e in ann_stream.events], list(range(1, len(acknowledged) + 1)))
         self.assertEqual(json.loads((yield self.probes[0].get("/who"))[1]), {"members": ["ann", "ben", "cat"]})
 
 
@@ -136,7 +136,7 @@ class KilledDaemonTests(RedisTestCase):
         for user in ("ann", "ben"):
             yield resumed[user].wait_for_events(3)
         yield streams["dan"].wait_for_events(len(sent) + 1)
-        yield deferLater(reactor, 0.2, lambda: None)
+        yield settle(dan, "dan", [resumed["ann"], resumed["ben"], streams["dan"]])
         for user in ("ann", "ben"):
             events = streams[user].events + resumed[user].events
             ids = [event["id"] for event in events]

@@ -9,8 +9,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import deferLater
 
-from integration_support import wait_until
-from redis_support import CHAT, RedisTestCase
+from tests.integration.integration_support import wait_until
+from tests.redis.redis_support import CHAT, RedisTestCase
 
 
 def payloads_of(body: str) -> list[str]:

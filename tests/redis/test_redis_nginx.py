@@ -9,12 +9,11 @@ import subprocess
 import tempfile
 import time
 
-from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred, inlineCallbacks
 
-from integration_support import stop_process, wait_until
-from redis_support import SOURCE_TREE, RedisTestCase, free_port, poll, require
+from tests.integration.integration_support import settle, stop_process
+from tests.redis.redis_support import SOURCE_TREE, RedisTestCase, free_port, require
+from tests.support import wait_until
 
 SHIPPED = SOURCE_TREE / "docs" / "deploy" / "nginx.conf"
 
@@ -64,14 +63,19 @@ class Nginx:
             site.write(site_config(self.port, upstreams, self.directory))
         with open(os.path.join(self.directory, "nginx.conf"), "w") as main:
             main.write(MAIN.format(dir=self.directory))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Deferred:
+        """Start nginx in the foreground; fires once it accepts connections."""
         self.process = subprocess.Popen(
             [self.program, "-p", self.directory, "-c", os.path.join(self.directory, "nginx.conf"),
              "-e", os.path.join(self.directory, "error.log"), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        poll(self.listening, 10, "nginx to listen")
+        return wait_until(self.listening, "nginx to listen", timeout=10.0)
 
     def listening(self) -> bool:
+        assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"nginx exited:\n{self.log()}")
         try:
@@ -89,7 +93,8 @@ class Nginx:
 
     def stop(self) -> None:
         """Stop by pid: SIGTERM, then SIGKILL if it does not exit in time."""
-        stop_process(self.process)
+        if self.process is not None:
+            stop_process(self.process)
         shutil.rmtree(self.directory, True)
 
 
@@ -103,6 +108,7 @@ class NginxTests(RedisTestCase):
         yield super().setUp()
         self.nginx = Nginx([int(base.rsplit(":", 1)[1]) for base in self.bases])
         self.addCleanup(self.nginx.stop)
+        yield self.nginx.start()
         self.base = f"http://127.0.0.1:{self.nginx.port}"
 
     @inlineCallbacks
@@ -136,7 +142,8 @@ class NginxTests(RedisTestCase):
                     # the end of the response): each event arrives within two seconds.
                     yield streams[receiver].wait_for_events(expected - index, timeout=2.0)
                 self.assertLess(time.monotonic() - started, 2.0)
-        yield deferLater(reactor, 0.1, lambda: None)
+        yield wait_until(lambda: any(s.hub.listener_count("longpoll, 0, /cherrychat") for s in self.services), "the next poll", timeout=10.0)
+        yield settle(browsers["websocket"], "websocket", streams.values())  # a stray event would show up now
         everything = streams["websocket"].payloads
         self.assertEqual(len(everything), joins + 3 * len(transports))
         for index, transport in enumerate(transports):

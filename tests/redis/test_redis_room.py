@@ -15,9 +15,9 @@ from twisted.trial.unittest import TestCase
 from cherrychat.hub import Hub, make_key
 from cherrychat.redis_backplane import RedisBackplane
 from cherrychat.redis_chat import RedisChatRoom
-from integration_support import wait_until
-from redis_support import RedisServer
-from unit_support import Recorder
+from tests.integration.integration_support import wait_until
+from tests.redis.redis_support import RedisServer
+from tests.unit.unit_support import Recorder
 
 CHAT = "/cherrychat"
 

@@ -3,22 +3,21 @@
 - :class:`MemoryDaemon`: the daemon's web site over a ``task.Clock``, spoken to with raw
   HTTP bytes through ``StringTransport``: the real HTTP parser, the real request class
   with its bounds, the real routes, synchronously and without sockets.
-- :func:`raw_exchange`: raw bytes to a real daemon over a loopback socket.
+- :func:`raw_exchange`: raw bytes to a real daemon over a loopback socket, until it
+  closes the connection or (:func:`answered`) has answered.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import twisted.internet._producer_helpers as producer_helpers
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock, Cooperator
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
@@ -29,8 +28,8 @@ from cherrychat.limits import LimitSettings
 from cherrychat.origins import OriginPolicy
 from cherrychat.publish import Publisher
 from cherrychat.web import ChatWeb
+from tests.support import STATIC, cooperate_on_clock, daemon_state
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
 TOKEN = b"s3cret-publishing-token-0123456789"
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 
@@ -112,9 +111,7 @@ class MemoryDaemon:
         self.site = self.web.site()
         self.site.timeOut = None  # no idle timer on the global reactor
         # twisted.web.static.File streams through the global cooperator: run it on a Clock.
-        self.cooperator_clock = Clock()
-        cooperator = Cooperator(scheduler=lambda work: self.cooperator_clock.callLater(0, work))
-        testcase.patch(producer_helpers, "cooperate", cooperator.cooperate)
+        self.cooperator_clock = cooperate_on_clock(testcase)
         self.open: list[Connection] = []
         testcase.addCleanup(self.close_all)
 
@@ -144,14 +141,7 @@ class MemoryDaemon:
 
     def state(self) -> dict[str, Any]:
         """What a refused request must not change."""
-        channel = self.hub.channel(self.chat.location)
-        return {
-            "members": _now(self.chat.members()),
-            "history": [(e.id, e.payload) for e in channel.recent(10**6)],
-            "last_id": channel.last_id,
-            "published": self.hub.published,
-            "holders": {name: self.chat.holder_of(name) for name in ("ann", "ben", "eve")},
-        }
+        return daemon_state(self.hub, self.chat, self.comet)
 
     def close_all(self) -> None:
         """Close the connections a test left open."""
@@ -168,26 +158,47 @@ def cookie_of(answer: Answer) -> str:
     raise AssertionError(f"no session cookie in {answer.raw[:300]!r}")
 
 
+def answered(raw: bytes) -> bool:
+    """Whether ``raw`` holds one whole HTTP response (after any interim 100 Continue):
+    its headers, and a body of its Content-Length or ended by the last chunk."""
+    while raw.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
+        raw = raw[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    answer = Answer(head + separator)
+    length = answer.header(b"content-length")
+    if length is not None:
+        return len(body) >= int(length)
+    if answer.header(b"transfer-encoding") == b"chunked":
+        return body.startswith(b"0\r\n\r\n") or b"\r\n0\r\n\r\n" in body
+    return False  # the body ends when the connection does
+
+
 class _Collector(Protocol):
-    def __init__(self, done: Deferred):
+    def __init__(self, done: Deferred, until: Callable[[bytes], bool] | None):
         self.done = done
+        self.until = until
         self.data = b""
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
+        if self.until is not None and self.until(self.data) and self.transport is not None:
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Any) -> None:
         if not self.done.called:
             self.done.callback(self.data)
 
 
-def raw_exchange(reactor: Any, port: int, data: bytes, timeout: float = 5.0) -> Deferred:
+def raw_exchange(reactor: Any, port: int, data: bytes, timeout: float = 5.0, until: Callable[[bytes], bool] | None = None) -> Deferred:
     """Send ``data`` to ``127.0.0.1:port``; fires with every byte received once the
-    daemon closes the connection, or after ``timeout`` seconds (the connection is then
+    daemon closes the connection, or once ``until(received)`` holds (see :func:`answered`;
+    the client then closes it), or after ``timeout`` seconds (the connection is then
     aborted)."""
     done: Deferred = Deferred()
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
-    collector = _Collector(done)
+    collector = _Collector(done, until)
 
     def connected(protocol: Protocol) -> None:
         assert protocol.transport is not None
@@ -198,10 +209,3 @@ def raw_exchange(reactor: Any, port: int, data: bytes, timeout: float = 5.0) -> 
     endpoint.connect(Factory.forProtocol(lambda: collector)).addCallbacks(connected, done.errback)
     return done
 
-
-def _now(deferred):
-    """The result of a Deferred that has already fired (the in-process room's answers)."""
-    results: list = []
-    deferred.addBoth(results.append)
-    assert results, "the room did not answer at once"
-    return results[0]

@@ -8,8 +8,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.limits import LimitSettings, TokenBucket
-from integration_support import DaemonTestCase, wait_until
-from security_support import Answer, MemoryDaemon, cookie_of, raw_exchange
+from tests.integration.integration_support import DaemonTestCase
+from tests.security.security_support import Answer, MemoryDaemon, cookie_of, raw_exchange
+from tests.support import wait_until
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

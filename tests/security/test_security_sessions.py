@@ -21,8 +21,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from cherrychat import sessions
-from integration_support import ChatTestCase
-from security_support import MemoryDaemon, cookie_of
+from tests.integration.integration_support import ChatTestCase
+from tests.security.security_support import MemoryDaemon, cookie_of
 
 TRANSPORTS = ("websocket", "sse", "xhrstream", "iframe", "longpoll")
 
@@ -122,7 +122,7 @@ class TLSTests(TestCase):
 
     @inlineCallbacks
     def test_tls_listener_and_secure_cookie(self):
-        from daemon import start_daemon, stop_daemon
+        from tests.integration.daemon import start_daemon, stop_daemon
 
         directory = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, directory)

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 import cherrychat.publish
 from cherrychat.origins import OriginPolicy, parse_origin
 from cherrychat.tap import Options
-from security_support import TOKEN, Answer, MemoryDaemon, cookie_of
+from tests.security.security_support import TOKEN, Answer, MemoryDaemon, cookie_of
 
 FORM = "application/x-www-form-urlencoded"
 PAGE_CSP = (

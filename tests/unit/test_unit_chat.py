@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from cherrychat.chat import CHAT_LOCATION, ChatRoom
 from cherrychat.errors import NotYours, Taken
 from cherrychat.hub import Hub
-from unit_support import Recorder
+from tests.unit.unit_support import Recorder
 
 A = "session-a"
 B = "session-b"

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.hub import Hub
 from cherrychat.store import HistoryStore
-from unit_support import Recorder
+from tests.unit.unit_support import Recorder
 
 KEY = "ann, 0, /cherrychat"
 

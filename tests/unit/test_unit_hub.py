@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.hub import Event, Hub, InvalidKey, make_key, parse_key
-from unit_support import Recorder, publish
+from tests.unit.unit_support import Recorder, publish
 
 ANN = "ann, 0, /room"
 BEN = "ben, 0, /room"

@@ -17,7 +17,7 @@ from cherrychat.comet import Comet, CometSettings, messages
 from cherrychat.comet.longpoll import LongPoll, LongPollResource
 from cherrychat.comet.websocket import WebSocketStream, text_frame
 from cherrychat.hub import Hub
-from unit_support import NullListener, publish
+from tests.unit.unit_support import NullListener, publish
 
 KEY = "ann, 0, /cherrychat"
 OTHER = "ben, 0, /cherrychat"

@@ -15,7 +15,7 @@ from cherrychat.chat import CHAT_LOCATION, ChatRoom
 from cherrychat.errors import NotYours, Taken
 from cherrychat.hub import Hub
 from cherrychat.store import HistoryStore, StoredMember
-from unit_support import Recorder
+from tests.unit.unit_support import Recorder
 
 A, B = "session-a", "session-b"
 

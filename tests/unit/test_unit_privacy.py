@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.chat import CHAT_LOCATION, ChatRoom
 from cherrychat.hub import Hub, make_key
-from unit_support import Recorder
+from tests.unit.unit_support import Recorder
 
 CARL = make_key("carl", "0", CHAT_LOCATION)
 

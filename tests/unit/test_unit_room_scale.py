@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cherrychat.chat import CHAT_LOCATION, ChatRoom
 from cherrychat.hub import Hub, make_key
-from unit_support import Recorder
+from tests.unit.unit_support import Recorder
 
 
 def room_of(size: int) -> tuple[Clock, Hub, ChatRoom]:

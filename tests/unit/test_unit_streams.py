@@ -22,7 +22,7 @@ from cherrychat.comet import Comet, CometSettings, iframe, sse, xhrstream
 from cherrychat.comet.core import HTTPStream
 from cherrychat.errors import Unavailable
 from cherrychat.hub import Hub
-from unit_support import NullListener, publish
+from tests.unit.unit_support import NullListener, publish
 
 KEY = "ann, 0, /cherrychat"
 OTHER = "ben, 0, /cherrychat"

@@ -9,11 +9,9 @@ streams through a cooperative task; the tests give that task a cooperator driven
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from urllib.parse import quote
 
-import twisted.internet._producer_helpers as producer_helpers
-from twisted.internet.task import Clock, Cooperator
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from treq.testing import StubTreq
 
@@ -21,8 +19,8 @@ from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import Hub
 from cherrychat.web import ChatWeb
+from tests.support import STATIC, cooperate_on_clock, daemon_state
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
 BASE = "http://cherrychat.test"
 COOKIE = "cherrychat_session"
 PAGE_CSP = (
@@ -59,11 +57,7 @@ class WebTestCase(SynchronousTestCase):
         self.comet = Comet(self.hub, self.clock, CometSettings(heartbeat=25))
         self.web = ChatWeb(self.chat, self.comet, STATIC)
         self.resource = self.web.resource()
-        # twisted.web.static.File streams through twisted.internet.task.cooperate, which
-        # runs on the global reactor; run it on a Clock instead.
-        self.cooperator_clock = Clock()
-        cooperator = Cooperator(scheduler=lambda work: self.cooperator_clock.callLater(0, work))
-        self.patch(producer_helpers, "cooperate", cooperator.cooperate)
+        self.cooperator_clock = cooperate_on_clock(self)
 
     def browser(self) -> "Browser":
         return Browser(StubTreq(self.resource))
@@ -105,15 +99,7 @@ class WebTestCase(SynchronousTestCase):
     # -- what the daemon's state is, to show that a refusal changes nothing ----------
 
     def state(self):
-        channel = self.hub.channel(self.chat.location)
-        return {
-            "members": self.successResultOf(self.chat.members()),
-            "history": [(e.id, e.payload) for e in channel.recent(10**6)],
-            "last_id": channel.last_id,
-            "published": self.hub.published,
-            "holders": {name: self.chat.holder_of(name) for name in ["ann", "ben", "zed", "a" * 33]},
-            "connections": len(self.comet.connections),
-        }
+        return daemon_state(self.hub, self.chat, self.comet)
 
     def history(self):
         return [e.payload for e in self.hub.channel(self.chat.location).recent(10**6)]
