@@ -20,6 +20,7 @@ from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import Hub
 from cherrychat.metrics import metrics_resource
+from cherrychat.orbit import OrbitFactory, OrbitSettings, hub_publisher, loopback_default
 from cherrychat.security_options import (
     SECURITY_PARAMETERS,
     opt_allowed_origin,
@@ -43,6 +44,7 @@ class Options(usage.Options):
     ]
 
     optParameters: list[Sequence[Any]] = [
+        ["orbit-listen", None, None, "Accept pyorbited 0.2 clients (the Orbit protocol of Orbited's port 9000) on this endpoint description, e.g. tcp:9000; on the loopback interface unless the description names one. Off by default.", loopback_default],
         ["metrics-listen", None, None, "Serve /metrics (Prometheus) on this endpoint description, e.g. tcp:9700:interface=127.0.0.1; off by default."],
         ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
         ["redis", None, None, "Share one chat among daemons through Redis at this URL, e.g. redis://127.0.0.1:6379/0; history and presence then live in Redis and --database is not used. Off by default."],
@@ -186,6 +188,10 @@ class CherryChatService(MultiService):
         if config["metrics-listen"]:
             metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals))
             self.listeners.append(ListenerService(reactor, config["metrics-listen"], metrics_site, "CherryChat metrics on"))
+        if config["orbit-listen"]:
+            # pyorbited's publishing port; each event goes through the hub like /msg's.
+            orbit = OrbitFactory(hub_publisher(self.hub), clock, OrbitSettings(max_payload_bytes=config["max-payload-bytes"]))
+            self.listeners.append(ListenerService(reactor, config["orbit-listen"], orbit, "CherryChat Orbit protocol on"))  # type: ignore[arg-type]
         for listener in self.listeners:
             listener.setServiceParent(self)
         self._sweeper = LoopingCall(self.hub.sweep)
