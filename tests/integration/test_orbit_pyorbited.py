@@ -9,7 +9,9 @@ built with Pyrex) does not install from PyPI any more, so its client cannot run.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -80,7 +82,9 @@ class PyorbitedTests(DaemonTestCase):
 
     @inlineCallbacks
     def run27(self, script: str):
-        path = Path(self.mktemp() + ".py")
+        folder = Path(tempfile.mkdtemp(prefix="pyorbited-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        path = folder / "client.py"
         path.write_text(script)
         out, err, code = yield getProcessOutputAndValue(
             self.python27, [str(path), str(self.orbit_port)], env=dict(os.environ), reactor=reactor
