@@ -27,9 +27,11 @@
  *
  * Where it connects: to the daemon this script was loaded from, so a page of another
  * origin (the tutorial's app, with `<script src="http://chat.example:8000/static/orbited.js">`)
- * reaches the daemon, not its own origin. A page that sets `ORBITED_PORT` (the tutorial's
- * chat.js does) connects to that port on the page's own host name, as the Orbited clients of
- * the tutorial's time did; an absolute `location` URL is used as it is. Cross-origin
+ * reaches the daemon, not its own origin. Such a page that sets `ORBITED_PORT` (the
+ * tutorial's chat.js does) connects to that port on the page's own host name, as the Orbited
+ * clients of the tutorial's time did; a page served with this script from one origin (by
+ * the daemon, or through a proxy) connects to that origin; an absolute `location` URL is
+ * used as it is. Cross-origin
  * requests carry the page's cookies (the daemon answers them for origins listed with
  * `--allowed-origin`); the iframe transport is same-origin only and is skipped then.
  *
@@ -388,21 +390,23 @@
   };
 
   /**
-   * The origin to prefix to `location` ('' for the page's own): an absolute location as it
-   * is, the page's host on `ORBITED_PORT` when the page sets it, else the origin this
-   * script came from.
+   * The origin to prefix to `location` ('' for the page's own). An absolute location is
+   * used as it is. This script loaded from the page's own origin means the daemon serves
+   * the page (or a proxy in front of both does): connect there. Loaded from elsewhere,
+   * connect to that origin, or, when the page sets `ORBITED_PORT`, to that port on the
+   * page's own host name, as the Orbited clients of the tutorial's time did.
    */
   function daemonBase(location) {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) return '';
     var page = global.location;
-    var port = global.ORBITED_PORT;
     var origin = SCRIPT_ORIGIN;
+    if (!origin || origin === page.origin) return '';
+    var port = global.ORBITED_PORT;
     if (port != null && port !== '') {
-      var scheme = origin ? new URL(origin).protocol : page.protocol;
       var host = page.hostname.indexOf(':') >= 0 ? '[' + page.hostname + ']' : page.hostname;
-      origin = new URL(scheme + '//' + host + ':' + String(port)).origin;
+      origin = new URL(new URL(origin).protocol + '//' + host + ':' + String(port)).origin;
     }
-    return origin && origin !== page.origin ? origin : '';
+    return origin === page.origin ? '' : origin;
   }
 
   Connection.prototype.url = function (transport) {
