@@ -47,7 +47,7 @@ def _interpreter() -> str:
 
 def _pip(python: str, *arguments: str) -> None:
     quiet = ["--quiet", "--disable-pip-version-check", "--no-warn-script-location"]
-    subprocess.run([python, "-m", "pip", "install", *quiet, *arguments], check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([python, "-m", "pip", "install", *quiet, *arguments], check=True, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
 def python27() -> str:
@@ -63,7 +63,7 @@ def python27() -> str:
         # The last virtualenv that runs on Python 2.7.
         _pip(interpreter, "--target", str(tool), "virtualenv<20.22")
     shutil.rmtree(VENV, ignore_errors=True)
-    subprocess.run(
+    subprocess.run(  # noqa: S603 (a fixed command: the test's own)
         [interpreter, "-m", "virtualenv", "--quiet", str(VENV)],
         check=True, env={**os.environ, "PYTHONPATH": str(tool)},
     )
@@ -77,7 +77,7 @@ def orbited_js() -> Path:
     if ORBITED_JS.exists():
         return ORBITED_JS
     download = CACHE / "sdist"
-    subprocess.run(
+    subprocess.run(  # noqa: S603 (a fixed command: the test's own)
         [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
          "--no-binary", ":all:", ORBITED_SDIST, "-d", str(download)],
         check=True, stderr=subprocess.DEVNULL,
