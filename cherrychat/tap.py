@@ -21,6 +21,7 @@ from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import Hub
 from cherrychat.metrics import metrics_resource
 from cherrychat.orbit import OrbitFactory, OrbitSettings, hub_publisher, loopback_default
+from cherrychat.proxy import ProxyRoot, opt_proxy
 from cherrychat.security_options import (
     SECURITY_PARAMETERS,
     opt_allowed_origin,
@@ -63,6 +64,7 @@ class Options(usage.Options):
 
     opt_allowed_origin = opt_allowed_origin
     opt_trusted_proxy = opt_trusted_proxy
+    opt_proxy = opt_proxy
 
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint description, e.g. tcp:4700:interface=127.0.0.1,
@@ -184,6 +186,9 @@ class CherryChatService(MultiService):
         healthy = self.backplane.healthy if self.backplane is not None else (lambda: True)
         self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy, **web_security(config))
         self.site = self.web.site(access_log=not config["no-access-log"])
+        if config.get("proxy"):
+            # Orbited 0.3's proxy role: the app behind the daemon, on one origin.
+            self.site.resource = ProxyRoot(self.site.resource, config["proxy"], reactor, [self.chat.location.encode()])
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
         if config["metrics-listen"]:
             metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals))
