@@ -101,7 +101,7 @@ class NoKeepAliveProxy:
 
 
 class TutorialDropInTests(BrowserTestCase):
-    def start_tutorial(self, python: str, import_line: str | None = None) -> tuple[str, str]:
+    def start_tutorial(self, python: str, import_line: str | None = None, orbited_port: bool = True) -> tuple[str, str]:
         """The daemon as Orbited and the tutorial's app; returns the app's two base URLs."""
         app_port, orbit_port = free_port(), free_port()
         proxy = NoKeepAliveProxy(f"http://127.0.0.1:{app_port}")
@@ -119,7 +119,8 @@ class TutorialDropInTests(BrowserTestCase):
         html = folder / "static" / "chat.html"
         html.write_text(html.read_text().replace("http://yourdomain:8000", daemon.url))
         js = folder / "static" / "chat.js"
-        js.write_text(js.read_text().replace("ORBITED_PORT = 8000", f"ORBITED_PORT = {daemon.port}"))
+        setting = f"ORBITED_PORT = {daemon.port}" if orbited_port else ""
+        js.write_text(js.read_text().replace("ORBITED_PORT = 8000", setting))
         if import_line is not None:
             chat = folder / "chat.py"
             chat.write_text(chat.read_text().replace("from pyorbited.simple import Client", import_line))
@@ -161,8 +162,12 @@ class TutorialDropInTests(BrowserTestCase):
                 f" app log: {self.app_log.read_text()[-2000:]}; daemon: {''.join(self.daemon.output[-20:])}"
             ) from None
 
-    def chat(self, python: str, query: str = "", import_line: str | None = None) -> None:
-        first, second = self.start_tutorial(python, import_line)
+    def chat(self, python: str, query: str = "", import_line: str | None = None, orbited_port: bool = True) -> None:
+        first, second = self.start_tutorial(python, import_line, orbited_port)
+        if not orbited_port:
+            # orbited.js then connects to where it was loaded from, 127.0.0.1: open both
+            # windows there, so that each is one site with the daemon (docs/MIGRATING.md).
+            first = second
         ann = self.window(first, query)
         ben = self.window(second, query)
         ann.fill("#nickname", "ann")
@@ -194,3 +199,7 @@ class TutorialDropInTests(BrowserTestCase):
 
     def test_tutorial_over_cross_origin_longpoll(self) -> None:
         self.chat(require(python27), "?transport=longpoll")
+
+    def test_page_without_orbited_port_connects_where_orbited_js_came_from(self) -> None:
+        """No ORBITED_PORT: orbited.js finds the daemon from its own script src."""
+        self.chat(require(python27), "?transport=xhrstream", orbited_port=False)
