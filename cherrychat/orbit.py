@@ -24,7 +24,7 @@ closed, as is anything that is not the Orbit protocol at all: where the next req
 starts is no longer known then. A request that is well framed but wrong (another type than
 ``Event``, a body that is not a JSON string, a malformed key, a payload over
 ``max_payload_bytes``) gets a ``Failure`` with the reason, publishes nothing, and the
-connection goes on. A request left unfinished for ``idle_timeout`` seconds is dropped.
+connection goes on. A request not complete ``idle_timeout`` seconds after its first byte is dropped.
 At most ``max_pending`` requests of one connection are published at once; past that the
 listener stops reading that connection until answers have been written.
 """
@@ -199,9 +199,13 @@ class OrbitProtocol(Protocol, TimeoutMixin):
         except Malformed as error:
             self._abandon(str(error))
             return
-        # A request under way must finish within the idle timeout; between requests the
-        # connection may stay open and quiet (pyorbited connects once and keeps it).
-        self.setTimeout(self.settings.idle_timeout if self._buffer or self._state != "version" else None)
+        # A request must be complete within the timeout of its first byte, however slowly
+        # it trickles in; between requests the connection may stay open and quiet
+        # (pyorbited connects once and keeps it).
+        if not (self._buffer or self._state != "version"):
+            self.setTimeout(None)
+        elif self.timeOut is None:
+            self.setTimeout(self.settings.idle_timeout)
 
     def _step(self) -> bool:
         """Consume one line or one body; ``False`` when more bytes are needed."""
@@ -212,6 +216,7 @@ class OrbitProtocol(Protocol, TimeoutMixin):
                 return False
             body, self._buffer = self._buffer[: request.length], self._buffer[request.length :]
             self._request, self._state = None, "version"
+            self.setTimeout(None)  # the next request gets its own deadline
             self._dispatch(request, body)
             return True
         end = self._buffer.find(_CRLF)

@@ -186,6 +186,14 @@ class RefusalTests(OrbitTestCase):
         self.assertTrue(self.transport.disconnecting)
         self.assertIn(b"not finished in time", self.answers())
 
+    def test_trickling_request_times_out_from_its_first_byte(self):
+        data = request("slow")
+        for offset in range(20):
+            self.protocol.dataReceived(data[offset : offset + 1])
+            self.clock.advance(2)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.published(), [])
+
     def test_pending_bound_pauses_reading(self):
         pending: list[Deferred] = []
 
