@@ -88,9 +88,11 @@ class Options(usage.Options):
 class ListenerService(Service):
     """Listens on one endpoint description and says where it serves."""
 
-    def __init__(self, reactor: Any, description: str, factory: Site, announce: str = "CherryChat serving on"):
+    def __init__(self, reactor: Any, description: str, factory: Site, announce: str = "CherryChat serving on", scheme: str | None = None):
         self.reactor = reactor
         self.announce = announce
+        #: how the address is shown in the log; http or https by default
+        self.scheme = scheme
         self.description = description
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -113,7 +115,7 @@ class ListenerService(Service):
         host = getattr(address, "host", None)
         if host is not None:
             shown = f"[{host}]" if ":" in host else host
-            scheme = "https" if self.description.startswith("ssl:") else "http"
+            scheme = self.scheme or ("https" if self.description.startswith("ssl:") else "http")
             log.info("{announce} {url}", announce=self.announce, url=f"{scheme}://{shown}:{address.port}/")
         else:
             log.info("{announce} {address}", announce=self.announce, address=address)
@@ -196,7 +198,7 @@ class CherryChatService(MultiService):
         if config["orbit-listen"]:
             # pyorbited's publishing port; each event goes through the hub like /msg's.
             orbit = OrbitFactory(hub_publisher(self.hub), clock, OrbitSettings(max_payload_bytes=config["max-payload-bytes"]))
-            self.listeners.append(ListenerService(reactor, config["orbit-listen"], orbit, "CherryChat Orbit protocol on"))  # type: ignore[arg-type]
+            self.listeners.append(ListenerService(reactor, config["orbit-listen"], orbit, "CherryChat Orbit protocol on", "tcp"))  # type: ignore[arg-type]
         for listener in self.listeners:
             listener.setServiceParent(self)
         self._sweeper = LoopingCall(self.hub.sweep)
