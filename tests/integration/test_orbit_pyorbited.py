@@ -2,8 +2,9 @@
 daemon, and a comet client receiving its events.
 
 pyorbited ships three clients: ``simple`` (blocking sockets, the tutorial's), ``twistedorbit``
-and ``event`` (pyevent). The first two are run here; pyevent (libevent bindings for Python 2
-built with Pyrex) does not install from PyPI any more, so its client cannot run.
+and ``event`` (pyevent). The first two are run here. pyevent's libevent bindings (PyPI ``event``
+0.4.3) no longer build: they read libevent 1.x internals (``struct event``'s ``ev_flags``,
+``struct evbuffer``) that libevent 2 hides, so its client cannot run on a current system.
 """
 
 from __future__ import annotations
