@@ -31,9 +31,9 @@
  * tutorial's chat.js does) connects to that port on the page's own host name, as the Orbited
  * clients of the tutorial's time did; a page served with this script from one origin (by
  * the daemon, or through a proxy) connects to that origin; an absolute `location` URL is
- * used as it is. Cross-origin
- * requests carry the page's cookies (the daemon answers them for origins listed with
- * `--allowed-origin`); the iframe transport is same-origin only and is skipped then.
+ * used as it is. Cross-origin requests carry the page's cookies (the daemon answers them
+ * for origins listed with `--allowed-origin`); the iframe transport is same-origin only and
+ * is skipped then.
  *
  * Plain JavaScript, no dependencies, no build step; works under a strict
  * Content-Security-Policy (no eval, no inline script or style).
@@ -350,7 +350,8 @@
       this.candidates = [forced];
     } else {
       if (forced && global.console) console.warn('orbited.js: unknown transport', forced);
-      var crossOrigin = this.base !== '';
+      var target = new URL(this.base + this.location, global.location.href).origin;
+      var crossOrigin = target !== global.location.origin;
       this.candidates = TRANSPORTS.filter(function (name) {
         // The stream document of an iframe must reach this page's Orbited: same origin only.
         return supported(name) && !(crossOrigin && name === 'iframe');
