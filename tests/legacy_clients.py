@@ -104,10 +104,12 @@ def require(getter):  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    try:
-        print("Python 2.7 with pyorbited 0.2.2:", python27())
-    except (Missing, subprocess.CalledProcessError) as error:
-        print(f"legacy Python 2.7 clients NOT installed: {error}", file=sys.stderr)
-        if os.environ.get("CI") == "true":
-            sys.exit(1)
-    print("Orbited 0.3.2 orbited.js:", orbited_js())
+    failed = False
+    for what, getter in (("Python 2.7 with pyorbited 0.2.2", python27), ("Orbited 0.3.2's orbited.js", orbited_js)):
+        try:
+            print(f"{what}: {getter()}")
+        except (Missing, subprocess.CalledProcessError, OSError) as error:
+            print(f"{what} NOT installed: {error}", file=sys.stderr)
+            failed = True
+    # Elsewhere the tests that need them are skipped; in CI a missing one fails the run.
+    sys.exit(1 if failed and os.environ.get("CI") == "true" else 0)
