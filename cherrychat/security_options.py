@@ -57,8 +57,9 @@ SECURITY_PARAMETERS: list[Sequence[Any]] = [
 
 
 def opt_allowed_origin(options: usage.Options, origin: str) -> None:
-    """Also accept state-changing requests and WebSockets from pages of this origin,
-    scheme://host[:port] (repeatable; the daemon's own origin is always allowed)."""
+    """Also accept state-changing requests and WebSockets from pages of this origin, and
+    let them read comet streams and polls with credentials (CORS), scheme://host[:port]
+    (repeatable; the daemon's own origin is always allowed)."""
     if parse_origin(origin) is None:
         raise usage.UsageError(f"--allowed-origin: not an origin: {origin!r} (use scheme://host[:port])")
     options.setdefault("allowed-origin", []).append(origin)

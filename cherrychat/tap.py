@@ -20,6 +20,8 @@ from cherrychat.chat import ChatRoom, Room
 from cherrychat.comet import Comet, CometSettings
 from cherrychat.hub import DEFAULT_MAX_NOTICES, Hub
 from cherrychat.metrics import metrics_resource
+from cherrychat.orbit import OrbitFactory, OrbitSettings, hub_publisher, loopback_default
+from cherrychat.proxy import ProxyRoot, opt_proxy
 from cherrychat.security_options import (
     SECURITY_PARAMETERS,
     opt_allowed_origin,
@@ -50,6 +52,7 @@ class Options(usage.Options):
     ]
 
     optParameters: list[Sequence[Any]] = [
+        ["orbit-listen", None, None, "Accept pyorbited 0.2 clients (the Orbit protocol of Orbited's port 9000) on this endpoint description, e.g. tcp:9000; on the loopback interface unless the description names one. Off by default.", loopback_default],
         ["metrics-listen", None, None, "Serve /metrics (Prometheus) on this endpoint description, e.g. tcp:9700:interface=127.0.0.1; off by default."],
         ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
         ["redis", None, None, "Share one chat among daemons through Redis at this URL, e.g. redis://127.0.0.1:6379/0; history and presence then live in Redis and --database is not used. Off by default."],
@@ -69,6 +72,7 @@ class Options(usage.Options):
 
     opt_allowed_origin = opt_allowed_origin
     opt_trusted_proxy = opt_trusted_proxy
+    opt_proxy = opt_proxy
 
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint description, e.g. tcp:4700:interface=127.0.0.1,
@@ -92,9 +96,11 @@ class Options(usage.Options):
 class ListenerService(Service):
     """Listens on one endpoint description and says where it serves."""
 
-    def __init__(self, reactor: Any, description: str, factory: Site, announce: str = "CherryChat serving on"):
+    def __init__(self, reactor: Any, description: str, factory: Site, announce: str = "CherryChat serving on", scheme: str | None = None):
         self.reactor = reactor
         self.announce = announce
+        #: how the address is shown in the log; http or https by default
+        self.scheme = scheme
         self.description = description
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -117,7 +123,7 @@ class ListenerService(Service):
         host = getattr(address, "host", None)
         if host is not None:
             shown = f"[{host}]" if ":" in host else host
-            scheme = "https" if self.description.startswith("ssl:") else "http"
+            scheme = self.scheme or ("https" if self.description.startswith("ssl:") else "http")
             port_number = getattr(address, "port", None)
             log.info("{announce} {url}", announce=self.announce, url=f"{scheme}://{shown}:{port_number}/")
         else:
@@ -195,10 +201,17 @@ class CherryChatService(MultiService):
         healthy = self.backplane.healthy if self.backplane is not None else (self.store.healthy if self.store else (lambda: True))
         self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy, **web_security(config))
         self.site = self.web.site(access_log=not config["no-access-log"])
+        if config.get("proxy"):
+            # Orbited 0.3's proxy role: the app behind the daemon, on one origin.
+            self.site.resource = ProxyRoot(self.site.resource, config["proxy"], reactor, [self.chat.location.encode()])
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
         if config["metrics-listen"]:
             metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals, self.store))
             self.listeners.append(ListenerService(reactor, config["metrics-listen"], metrics_site, "CherryChat metrics on"))
+        if config["orbit-listen"]:
+            # pyorbited's publishing port; each event goes through the hub like /msg's.
+            orbit = OrbitFactory(hub_publisher(self.hub), clock, OrbitSettings(max_payload_bytes=config["max-payload-bytes"]))
+            self.listeners.append(ListenerService(reactor, config["orbit-listen"], orbit, "CherryChat Orbit protocol on", "tcp"))  # type: ignore[arg-type]
         for listener in self.listeners:
             listener.setServiceParent(self)
         self._sweeper = LoopingCall(self.hub.sweep)

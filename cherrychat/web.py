@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from cherrychat import validation
 from cherrychat.chat import Room
 from cherrychat.comet import Comet, connection_resource
+from cherrychat.cors import allow_listed_origin
 from cherrychat.errors import BadRequest, Refused
 from cherrychat.hub import Event, InvalidKey, make_key
 from cherrychat.limits import Limits, LimitSettings, channel_factory, request_factory
@@ -204,6 +205,11 @@ class ChatWeb:
         session_of(request)
         return self.static
 
+    @app.route("/_/orbited.js", methods=["GET"])
+    def orbited_js(self, request: IRequest) -> IResource:
+        """``orbited.js`` where Orbited 0.3 served its own."""
+        return self.static.getChild(b"orbited.js", request)
+
     @app.route("/static", methods=["GET"])
     def static_folder(self, request: IRequest) -> bytes:
         """The bare folder name leads to the chat page too."""
@@ -244,6 +250,8 @@ class ChatWeb:
     @app.route("/cherrychat", methods=["GET"])
     def comet_connection(self, request: IRequest) -> Deferred:
         """The comet connection of orbit key ``user, session, /cherrychat``."""
+        # First, so that a refusal, too, is readable by a page of an allowed origin.
+        allow_listed_origin(request, self.origins)
         self.comet.admit()
         session = session_of(request)
         user = validation.nickname(argument(request, "user"))

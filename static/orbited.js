@@ -25,11 +25,31 @@
  *   conn.state         the last state reported to onstatus
  *   conn.close()       stop for good
  *
+ * Where it connects: to the daemon this script was loaded from, so a page of another
+ * origin (the tutorial's app, with `<script src="http://chat.example:8000/static/orbited.js">`)
+ * reaches the daemon, not its own origin. Such a page that sets `ORBITED_PORT` (the
+ * tutorial's chat.js does) connects to that port on the page's own host name, as the Orbited
+ * clients of the tutorial's time did; a page served with this script from one origin (by
+ * the daemon, or through a proxy) connects to that origin; an absolute `location` URL is
+ * used as it is. Cross-origin requests carry the page's cookies (the daemon answers them
+ * for origins listed with `--allowed-origin`); the iframe transport is same-origin only and
+ * is skipped then.
+ *
  * Plain JavaScript, no dependencies, no build step; works under a strict
  * Content-Security-Policy (no eval, no inline script or style).
  */
 (function (global) {
   'use strict';
+
+  /** The origin this script was loaded from: the daemon to connect to. */
+  var SCRIPT_ORIGIN = (function () {
+    try {
+      var script = global.document && global.document.currentScript;
+      return script && script.src ? new URL(script.src, global.location.href).origin : null;
+    } catch (e) {
+      return null;
+    }
+  })();
 
   /** Preference order: the most capable transport first. */
   var TRANSPORTS = ['websocket', 'sse', 'xhrstream', 'iframe', 'longpoll'];
@@ -180,6 +200,7 @@
       sink.fail({});
     };
     xhr.open('GET', url, true);
+    xhr.withCredentials = true;   // the session cookie, when the daemon is another origin
     xhr.send(null);
 
     this.close = function () {
@@ -255,7 +276,7 @@
       clearTimeout(heldTimer);
       heldTimer = setTimeout(function () { if (!done) sink.accepted(); }, heldMs);
       fetch(pollUrl(first), {
-        credentials: 'same-origin',
+        credentials: 'include',
         cache: 'no-store',
         signal: controller.signal
       }).then(function (response) {
@@ -324,11 +345,17 @@
     this.error = null;
 
     var forced = this.options.transport || transportFromPageUrl();
+    this.base = daemonBase(this.location);
     if (forced && FACTORIES.hasOwnProperty(forced)) {
       this.candidates = [forced];
     } else {
       if (forced && global.console) console.warn('orbited.js: unknown transport', forced);
-      this.candidates = TRANSPORTS.filter(supported);
+      var target = new URL(this.base + this.location, global.location.href).origin;
+      var crossOrigin = target !== global.location.origin;
+      this.candidates = TRANSPORTS.filter(function (name) {
+        // The stream document of an iframe must reach this page's Orbited: same origin only.
+        return supported(name) && !(crossOrigin && name === 'iframe');
+      });
     }
     this._index = 0;          // which candidate is being tried
     this._locked = false;     // a transport has opened once: keep using it
@@ -363,8 +390,28 @@
     this._timers[name] = setTimeout(fn.bind(this), ms);
   };
 
+  /**
+   * The origin to prefix to `location` ('' for the page's own). An absolute location is
+   * used as it is. This script loaded from the page's own origin means the daemon serves
+   * the page (or a proxy in front of both does): connect there. Loaded from elsewhere,
+   * connect to that origin, or, when the page sets `ORBITED_PORT`, to that port on the
+   * page's own host name, as the Orbited clients of the tutorial's time did.
+   */
+  function daemonBase(location) {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) return '';
+    var page = global.location;
+    var origin = SCRIPT_ORIGIN;
+    if (!origin || origin === page.origin) return '';
+    var port = global.ORBITED_PORT;
+    if (port != null && port !== '') {
+      var host = page.hostname.indexOf(':') >= 0 ? '[' + page.hostname + ']' : page.hostname;
+      origin = new URL(new URL(origin).protocol + '//' + host + ':' + String(port)).origin;
+    }
+    return origin === page.origin ? '' : origin;
+  }
+
   Connection.prototype.url = function (transport) {
-    var url = this.location +
+    var url = this.base + this.location +
       (this.location.indexOf('?') < 0 ? '?' : '&') +
       'user=' + encodeURIComponent(this.user) +
       '&session=' + encodeURIComponent(this.session) +
@@ -581,7 +628,7 @@
     var timer = setTimeout(function () { controller.abort(); }, this.options.probeTimeout);
     this._setStatus(this._locked ? 'reconnecting' : 'connecting');
     fetch(this.url('longpoll'), {
-      credentials: 'same-origin',
+      credentials: 'include',
       cache: 'no-store',
       signal: controller.signal
     }).then(function (response) {

@@ -2,7 +2,9 @@
 
 Each transport is one module: ``iframe``, ``xhrstream`` and ``sse`` are framings over the
 shared streaming core in :mod:`cherrychat.comet.core`; ``longpoll`` answers one request at a
-time; ``websocket`` uses ``twisted.web.websocket``. :func:`connection_resource` picks one.
+time; ``websocket`` uses ``twisted.web.websocket``. Orbited 0.3's own names are served for
+its ``orbited.js``: ``xhr_stream`` and ``server_sent_events`` (``orbited_*`` modules), and
+``htmlfile`` as ``iframe``. :func:`connection_resource` picks one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Callable
 
 from twisted.web.resource import IResource
 
-from cherrychat.comet import iframe, sse, xhrstream
+from cherrychat.comet import iframe, orbited_sse, orbited_xhrstream, sse, xhrstream
 from cherrychat.comet.core import Comet, CometSettings, StreamResource
 from cherrychat.comet.framing import Framing
 from cherrychat.comet.longpoll import LongPollResource
@@ -33,6 +35,10 @@ _MAKERS: dict[str, ResourceMaker] = {
     "xhrstream": _streaming(xhrstream.FRAMING),
     "iframe": _streaming(iframe.FRAMING),
     "longpoll": LongPollResource,
+    # Orbited 0.3's names, last: only its orbited.js asks for them.
+    "xhr_stream": _streaming(orbited_xhrstream.FRAMING),
+    "server_sent_events": _streaming(orbited_sse.FRAMING),
+    "htmlfile": _streaming(iframe.FRAMING),
 }
 
 #: the transport names, best first

@@ -118,7 +118,7 @@ class TwistdTests(DaemonTestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         for option in ("--listen", "--presence-timeout", "--heartbeat", "--max-connections", "--retain-events",
-                       "--no-access-log"):
+                       "--no-access-log", "--orbit-listen", "--proxy", "--allowed-origin"):
             self.assertIn(option.encode(), result.stdout)
 
     def test_two_pages_chat_through_the_installed_daemon(self) -> None:

@@ -1,0 +1,65 @@
+"""Orbited 0.3.2's own ``orbited.js`` (from its PyPI sdist, fetched by the test setup) on a
+page of the daemon's origin receives events over ``xhr_stream`` and ``iframe``.
+
+Orbited 0.3 served the page and the comet URL from one origin (its proxy role), and its
+client builds a relative URL; so the test opens a URL of the daemon and answers it, and
+the old script, from Playwright instead of the network. The comet requests go to the real
+daemon, and the events are published by pyorbited's interface over ``--orbit-listen``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cherrychat.pyorbited.simple import Client
+
+from .base import BrowserTestCase, localhost
+from .support import WAIT_MS, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from legacy_clients import orbited_js, require  # noqa: E402
+
+PAGE = """<!DOCTYPE html>
+<html><head><script src="/legacy/orbited-0.3.2.js"></script>
+<script>var got = []; function chat_event(data) { got.push(data); }</script>
+</head><body></body></html>"""
+
+PAYLOADS = ['<b>ann</b> "quotes" & \\ back', "caf\u00e9 \u2603 \u2028 line", "third"]
+
+
+class OrbitedClientTests(BrowserTestCase):
+    def receive_over(self, transport: str, host=lambda url: url) -> None:
+        script = require(orbited_js).read_bytes()
+        orbit_port = free_port()
+        daemon = self.start_daemon(extra=["--orbit-listen", f"tcp:{orbit_port}"])
+        base = host(daemon.url)
+        page = self.browser.context().new_page()
+        errors: list[str] = []
+        dialogs: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.route(f"{base}/legacy/page.html", lambda route: route.fulfill(body=PAGE, content_type="text/html"))
+        page.route(f"{base}/legacy/orbited-0.3.2.js", lambda route: route.fulfill(body=script, content_type="text/javascript"))
+        page.goto(f"{base}/legacy/page.html")
+        page.evaluate(f"() => Orbited.connect(chat_event, 'ann', '/cherrychat', '0', '{transport}')")
+        publisher = Client("127.0.0.1", orbit_port, timeout=10)
+        self.addCleanup(publisher.disconnect)
+        # The first event waits in ann's queue if her stream is not up yet.
+        for payload in PAYLOADS:
+            publisher.event(["ann, 0, /cherrychat"], payload)
+        try:
+            page.wait_for_function("n => got.length >= n", arg=len(PAYLOADS), timeout=WAIT_MS)
+        except Exception:
+            raise AssertionError(f"over {transport} the page got {page.evaluate('got')}, errors {errors}") from None
+        self.assertEqual(page.evaluate("got"), PAYLOADS)
+        publisher.event(["ann, 0, /cherrychat"], "live")
+        page.wait_for_function("() => got.length === 4 && got[3] === 'live'", timeout=WAIT_MS)
+        self.assertEqual(errors, [])
+        self.assertEqual(dialogs, [])
+
+    def test_xhr_stream(self) -> None:
+        self.receive_over("xhr_stream")
+
+    def test_iframe(self) -> None:
+        self.receive_over("iframe", localhost)
