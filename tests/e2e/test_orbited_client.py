@@ -9,16 +9,11 @@ daemon, and the events are published by pyorbited's interface over ``--orbit-lis
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from cherrychat.pyorbited.simple import Client
 
-from .base import BrowserTestCase, localhost
-from .support import WAIT_MS, free_port
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from legacy_clients import orbited_js, require  # noqa: E402
+from tests.e2e.base import BrowserTestCase, localhost
+from tests.e2e.support import WAIT_MS, free_port
+from tests.legacy_clients import orbited_js, require
 
 PAGE = """<!DOCTYPE html>
 <html><head><script src="/legacy/orbited-0.3.2.js"></script>

@@ -23,7 +23,6 @@ import http.server
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,11 +31,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .base import BrowserTestCase
-from .support import WAIT_MS, free_port
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from legacy_clients import python27, require  # noqa: E402
+from tests.e2e.base import BrowserTestCase
+from tests.e2e.support import WAIT_MS, free_port
+from tests.legacy_clients import python27, require
 
 TUTORIAL = Path(__file__).resolve().parent / "tutorial"
 EVENTS_JS = "() => Array.from(document.querySelectorAll('#box .event'), e => e.textContent)"

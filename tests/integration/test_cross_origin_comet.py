@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import inlineCallbacks
 
-from integration_support import ChatTestCase
+from tests.integration.integration_support import ChatTestCase
 
 APP = "http://localhost:4700"
 

@@ -11,7 +11,7 @@ from twisted.internet.threads import deferToThread
 from cherrychat.pyorbited import OrbitFailure
 from cherrychat.pyorbited.simple import Client
 from cherrychat.pyorbited.twistedorbit import OrbitClient
-from integration_support import DaemonTestCase, wait_until
+from tests.integration.integration_support import DaemonTestCase, wait_until
 
 KEY = "ann, 0, /cherrychat"
 

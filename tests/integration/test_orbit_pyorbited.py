@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,10 +18,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.utils import getProcessOutputAndValue
 
-from integration_support import DaemonTestCase, wait_until
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from legacy_clients import python27, require  # noqa: E402
+from tests.integration.integration_support import DaemonTestCase, wait_until
+from tests.legacy_clients import python27, require
 
 KEY = "ann, 0, /cherrychat"
 

@@ -7,8 +7,8 @@ import json
 
 from twisted.internet.defer import inlineCallbacks
 
-from clients import StreamingClient
-from integration_support import ChatTestCase, wait_until
+from tests.integration.clients import StreamingClient
+from tests.integration.integration_support import ChatTestCase, wait_until
 
 KEY = "ann, 0, /cherrychat"
 PAYLOAD = '<b>ann</b> says "hi"\u2028ok'

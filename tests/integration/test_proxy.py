@@ -12,7 +12,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from cherrychat.tap import Options
-from integration_support import DaemonTestCase
+from tests.integration.integration_support import DaemonTestCase
 
 
 class Echo(Resource):

@@ -15,7 +15,7 @@ from pathlib import Path
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 
-from integration_support import DaemonTestCase, wait_until
+from tests.integration.integration_support import DaemonTestCase, wait_until
 
 CHAT_PY = Path(__file__).resolve().parent.parent / "e2e" / "tutorial" / "chat.py"
 ORIGINAL_IMPORT = "from pyorbited.simple import Client"

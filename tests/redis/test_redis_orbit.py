@@ -7,7 +7,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from cherrychat.pyorbited.simple import Client
-from redis_support import RedisTestCase
+from tests.redis.redis_support import RedisTestCase
 
 
 class OrbitAcrossDaemonsTests(RedisTestCase):

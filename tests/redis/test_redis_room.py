@@ -47,8 +47,9 @@ class RedisRoomTestCase(TestCase):
     timeout = 60
 
     def setUp(self):
-        self.redis = RedisServer().start()
+        self.redis = RedisServer()
         self.addCleanup(self.redis.stop)
+        return self.redis.start()
 
     @inlineCallbacks
     def node(self, *locations: str):

@@ -10,7 +10,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from cherrychat.pyorbited.simple import Client
-from integration_support import DaemonTestCase
+from tests.integration.integration_support import DaemonTestCase
 
 KEY = "ann, 0, /cherrychat"
 
