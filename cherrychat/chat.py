@@ -25,6 +25,8 @@ from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
 from cherrychat.presence import PresenceBatcher
 
 CHAT_LOCATION = "/cherrychat"
+#: seconds after a member's last connection closed before the member leaves (``--presence-timeout``)
+DEFAULT_PRESENCE_TIMEOUT = 10.0
 #: session labels (connections' ``session=`` values) one nickname may join with
 MAX_LABELS_PER_NICKNAME = 20
 
@@ -134,7 +136,7 @@ class ChatRoom:
         hub: Hub,
         clock: IReactorTime,
         location: str = CHAT_LOCATION,
-        presence_timeout: float = 10.0,
+        presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
         membership: Membership | None = None,
         presence_window: float = 1.0,
     ):

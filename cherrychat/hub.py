@@ -41,6 +41,10 @@ from twisted.internet.interfaces import IReactorTime
 from cherrychat.errors import Unavailable
 
 KEY_SEPARATOR = ", "
+#: messages each location retains (``--retain-events``)
+DEFAULT_MAX_EVENTS = 1000
+#: seconds after which a client can no longer resume from an event (``--retain-seconds``)
+DEFAULT_MAX_AGE = 3600.0
 #: presence notices (joins and leaves) each location keeps apart from its messages
 DEFAULT_MAX_NOTICES = 100
 
@@ -295,7 +299,7 @@ class Hub:
     @param max_notices: how many presence notices each location retains.
     """
 
-    def __init__(self, clock: IReactorTime, max_events: int = 1000, max_age: float = 3600.0,
+    def __init__(self, clock: IReactorTime, max_events: int = DEFAULT_MAX_EVENTS, max_age: float = DEFAULT_MAX_AGE,
                  journal: Journal | None = None, max_notices: int = DEFAULT_MAX_NOTICES):
         self.clock = clock
         self.max_events = max_events

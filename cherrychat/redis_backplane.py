@@ -53,7 +53,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cherrychat.errors import Refused, Unavailable
-from cherrychat.hub import Event, Hub, parse_key
+from cherrychat.hub import DEFAULT_MAX_EVENTS, Event, Hub, parse_key
 
 log = Logger()
 
@@ -288,7 +288,7 @@ class RedisBackplane:
         url: str,
         hub: Hub,
         reactor: Any,
-        retain_events: int = 1000,
+        retain_events: int = DEFAULT_MAX_EVENTS,
         prefix: str = DEFAULT_PREFIX,
         reply_timeout: float = 5.0,
         confirm_timeout: float = 5.0,

@@ -42,6 +42,7 @@ from twisted.python.failure import Failure
 
 from cherrychat.chat import (
     CHAT_LOCATION,
+    DEFAULT_PRESENCE_TIMEOUT,
     MAX_LABELS_PER_NICKNAME,
     identity,
     message_payload,
@@ -213,7 +214,7 @@ class RedisChatRoom:
         clock: IReactorTime,
         backplane: RedisBackplane,
         location: str = CHAT_LOCATION,
-        presence_timeout: float = 10.0,
+        presence_timeout: float = DEFAULT_PRESENCE_TIMEOUT,
         reactor: Any = None,
         presence_window: float = DEFAULT_WINDOW,
     ):

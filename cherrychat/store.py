@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cherrychat.errors import Unavailable
-from cherrychat.hub import Event, Hub
+from cherrychat.hub import DEFAULT_MAX_EVENTS, DEFAULT_MAX_NOTICES, Event, Hub
 
 log = Logger()
 
@@ -64,6 +64,10 @@ TRIM_INTERVAL = 1.0
 #: SQLite's ``synchronous`` settings the daemon offers: FULL survives power loss, NORMAL
 #: (in WAL mode) survives the daemon's crash or SIGKILL but not the machine's
 SYNC_MODES = ("full", "normal")
+#: the database file, in the daemon's working directory (``--database``)
+DEFAULT_DATABASE = "cherrychat.sqlite3"
+#: ``--database-sync``
+DEFAULT_SYNC = "full"
 
 STORAGE_UNAVAILABLE = "storage unavailable, not stored; try again later"
 
@@ -81,13 +85,13 @@ def _decode_event(location: str, row: tuple[Any, ...]) -> Event:
                  None if presence is None else json.loads(presence))
 
 
-def _open(path: str, sync: str = "full") -> sqlite3.Connection:
+def _open(path: str, sync: str = DEFAULT_SYNC) -> sqlite3.Connection:
     connection = sqlite3.connect(path, check_same_thread=False)
     _prepare(connection, sync)
     return connection
 
 
-def _prepare(connection: sqlite3.Connection, sync: str = "full") -> None:
+def _prepare(connection: sqlite3.Connection, sync: str = DEFAULT_SYNC) -> None:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
     connection.executescript(SCHEMA)
@@ -120,7 +124,7 @@ class HistoryStore:
     @param sync: ``"full"`` (default) or ``"normal"``, see :data:`SYNC_MODES`.
     """
 
-    def __init__(self, path: str, reactor: Any, keep: int = 1000, keep_notices: int = 100, sync: str = "full"):
+    def __init__(self, path: str, reactor: Any, keep: int = DEFAULT_MAX_EVENTS, keep_notices: int = DEFAULT_MAX_NOTICES, sync: str = DEFAULT_SYNC):
         self.path = path
         self.reactor = reactor
         self.keep = keep

@@ -16,9 +16,9 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from cherrychat.assets import static_directory
-from cherrychat.chat import ChatRoom, Room
+from cherrychat.chat import DEFAULT_PRESENCE_TIMEOUT, ChatRoom, Room
 from cherrychat.comet import Comet, CometSettings
-from cherrychat.hub import DEFAULT_MAX_NOTICES, Hub
+from cherrychat.hub import DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS, DEFAULT_MAX_NOTICES, Hub
 from cherrychat.metrics import metrics_resource
 from cherrychat.orbit import OrbitFactory, OrbitSettings, hub_publisher, loopback_default
 from cherrychat.proxy import ProxyRoot, opt_proxy
@@ -29,12 +29,14 @@ from cherrychat.security_options import (
     positive,
     web_security,
 )
-from cherrychat.store import SYNC_MODES, HistoryStore
+from cherrychat.store import DEFAULT_DATABASE, DEFAULT_SYNC, SYNC_MODES, HistoryStore
 from cherrychat.web import ChatWeb
 
 log = Logger()
 
 DEFAULT_LISTEN = "tcp:4700:interface=127.0.0.1"
+# Each option's default is the one its settings state.
+_COMET = CometSettings()
 
 
 def sync_mode(value: str) -> str:
@@ -54,15 +56,15 @@ class Options(usage.Options):
     optParameters: list[Sequence[Any]] = [
         ["orbit-listen", None, None, "Accept pyorbited 0.2 clients (the Orbit protocol of Orbited's port 9000) on this endpoint description, e.g. tcp:9000; on the loopback interface unless the description names one. Off by default.", loopback_default],
         ["metrics-listen", None, None, "Serve /metrics (Prometheus) on this endpoint description, e.g. tcp:9700:interface=127.0.0.1; off by default."],
-        ["database", None, "cherrychat.sqlite3", "SQLite file keeping the history across restarts; :memory: keeps nothing."],
+        ["database", None, DEFAULT_DATABASE, "SQLite file keeping the history across restarts; :memory: keeps nothing."],
         ["redis", None, None, "Share one chat among daemons through Redis at this URL, e.g. redis://127.0.0.1:6379/0; history and presence then live in Redis and --database is not used. Off by default."],
-        ["presence-timeout", None, 10.0, "Seconds after a member's last connection closed before the member leaves.", positive(float)],
-        ["heartbeat", None, 25.0, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", positive(float)],
-        ["database-sync", None, "full", "How hard SQLite makes each commit durable: full (survives power loss) or normal (survives the daemon being killed, not the machine losing power).", sync_mode],
-        ["retain-events", None, 1000, "Events each location keeps: its history, and what clients resume from.", positive(int)],
-        ["retain-seconds", None, 3600.0, "Age after which a client can no longer resume from an event (it gets a reset and reloads the history).", positive(float)],
-        ["max-connections", None, 20000, "Open comet connections in all; more get 503.", positive(int)],
-        ["max-queued-bytes", None, 1048576, "Bytes queued for a client that cannot keep up before it is disconnected.", positive(int)],
+        ["presence-timeout", None, DEFAULT_PRESENCE_TIMEOUT, "Seconds after a member's last connection closed before the member leaves.", positive(float)],
+        ["heartbeat", None, _COMET.heartbeat, "Seconds of silence before a stream gets a heartbeat and a long-poll returns empty.", positive(float)],
+        ["database-sync", None, DEFAULT_SYNC, "How hard SQLite makes each commit durable: full (survives power loss) or normal (survives the daemon being killed, not the machine losing power).", sync_mode],
+        ["retain-events", None, DEFAULT_MAX_EVENTS, "Events each location keeps: its history, and what clients resume from.", positive(int)],
+        ["retain-seconds", None, DEFAULT_MAX_AGE, "Age after which a client can no longer resume from an event (it gets a reset and reloads the history).", positive(float)],
+        ["max-connections", None, _COMET.max_connections, "Open comet connections in all; more get 503.", positive(int)],
+        ["max-queued-bytes", None, _COMET.max_queued_bytes, "Bytes queued for a client that cannot keep up before it is disconnected.", positive(int)],
         *SECURITY_PARAMETERS,
     ]
 
