@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource as rlimit
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ from cherrychat.hub import Hub
 from cherrychat.metrics import metrics_resource
 from cherrychat.security_options import (
     SECURITY_PARAMETERS,
+    connection_caps,
     opt_allowed_origin,
     opt_trusted_proxy,
     positive,
@@ -92,10 +94,16 @@ class ListenerService(Service):
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
-        """Bind early, before twistd would drop privileges."""
+        """Bind early, before twistd would drop privileges.
+
+        @raise SystemExit: the endpoint cannot listen (its port is taken, say): the daemon
+            exits at once, non-zero, with one line that says where and why.
+        """
         Service.privilegedStartService(self)
         self._bound: Deferred = serverFromString(self.reactor, self.description).listen(self.factory)
         self._bound.addCallbacks(self._listened, self._failed)
+        if self._cannot_listen is not None:
+            raise SystemExit(self._cannot_listen)
 
     def startService(self) -> None:
         """Binding started in :meth:`privilegedStartService`."""
@@ -126,10 +134,16 @@ class ListenerService(Service):
         self._bound.addCallback(tell)
         return waiter
 
+    _cannot_listen: str | None = None
+
     def _failed(self, failure: Any) -> None:
-        # A daemon that cannot listen where it was told is of no use: say why and stop.
-        log.failure("cannot listen on {description}", failure, description=self.description)
+        # A daemon that cannot listen where it was told is of no use: say why, in one
+        # line, and exit non-zero.
+        self._cannot_listen = f"cherrychat: cannot listen on {self.description}: {failure.getErrorMessage()}"
+        log.critical("{line}", line=self._cannot_listen)
         if self.reactor.running:
+            # Bound later than at start (an endpoint that listens asynchronously).
+            self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
             self.reactor.stop()
 
     def stopService(self) -> Deferred:
@@ -177,11 +191,13 @@ class CherryChatService(MultiService):
                 heartbeat=config["heartbeat"],
                 max_connections=config["max-connections"],
                 max_queued_bytes=config["max-queued-bytes"],
+                **connection_caps(config),
             ),
         )
         healthy = self.backplane.healthy if self.backplane is not None else (lambda: True)
         self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy, **web_security(config))
-        self.site = self.web.site(access_log=not config["no-access-log"])
+        # HTTP deadlines run on the reactor even when tests drive the other timers by hand.
+        self.site = self.web.site(access_log=not config["no-access-log"], reactor=reactor)
         self.listeners = [ListenerService(reactor, d, self.site) for d in config["listen"]]
         if config["metrics-listen"]:
             metrics_site = Site(metrics_resource(self.hub, self.comet, self.web.refusals))
