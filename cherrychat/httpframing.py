@@ -104,8 +104,11 @@ class LimitedChannel(HTTPChannel):
         Twisted stops reading once the send buffer is full, but answers every request it
         read ahead; with answers unread that would buffer without bound.
         """
-        if self._waitingForTransport and self._dataBuffer:
+        # Requests read ahead wait in the parser's buffer (answered synchronously) or in
+        # the channel's (answered later).
+        if self._waitingForTransport and (self._dataBuffer or self._buffer):
             self._dataBuffer = []
+            self._buffer = b""
             self.persistent = False
             self._abort_later()
         super().requestDone(request)

@@ -140,9 +140,10 @@ class ListenerService(Service):
         # A daemon that cannot listen where it was told is of no use: say why, in one
         # line, and exit non-zero.
         self._cannot_listen = f"cherrychat: cannot listen on {self.description}: {failure.getErrorMessage()}"
-        log.critical("{line}", line=self._cannot_listen)
         if self.reactor.running:
-            # Bound later than at start (an endpoint that listens asynchronously).
+            # Bound later than at start (an endpoint that listens asynchronously); at
+            # start, privilegedStartService raises SystemExit with the line instead.
+            log.critical("{line}", line=self._cannot_listen)
             self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
             self.reactor.stop()
 
