@@ -33,6 +33,10 @@ from cherrychat.comet.admission import Admission, Ticket
 from cherrychat.limits import LimitSettings
 
 
+# Reason phrases Twisted's table lacks.
+_REASONS = {429: b"Too Many Requests", 431: b"Request Header Fields Too Large"}
+
+
 def raw_refusal(code: int, reason: str, default_headers: dict[bytes, bytes]) -> bytes:
     """A whole HTTP/1.1 refusal that closes the connection: status, headers, one line."""
     body = reason.encode("ascii") + b"\n"
@@ -42,7 +46,7 @@ def raw_refusal(code: int, reason: str, default_headers: dict[bytes, bytes]) -> 
         b"content-length": str(len(body)).encode("ascii"),
         b"connection": b"close",
     }
-    head = b"HTTP/1.1 %d %s\r\n" % (code, RESPONSES.get(code, b"Refused"))
+    head = b"HTTP/1.1 %d %s\r\n" % (code, RESPONSES.get(code) or _REASONS.get(code, b"Refused"))
     head += b"".join(name + b": " + value + b"\r\n" for name, value in headers.items())
     return head + b"\r\n" + body
 

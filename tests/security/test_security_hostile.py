@@ -250,7 +250,7 @@ class WebSocketFrameTests(SynchronousTestCase):
     def test_small_messages_and_pings_are_fine(self) -> None:
         self.connection.send(self.frames.send_data("hello", fin=True))
         self.connection.send(self.frames.send_data(b"\x00" * 4000, fin=True))
-        for piece in range(15):
+        for _ in range(15):
             self.connection.send(self.frames.send_data("x", fin=False))
         self.connection.send(self.frames.send_data("x", fin=True))
         self.connection.send(self.frames.ping(b"hi"))
