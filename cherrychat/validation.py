@@ -132,3 +132,20 @@ def positive_int(value: str | None, name: str, default: int, maximum: int) -> in
     if not value.isascii() or not value.isdigit() or len(value) > 9 or int(value) == 0:
         raise BadRequest(f"invalid parameter: {name}")
     return min(int(value), maximum)
+
+
+def host(value: bytes | None) -> None:
+    """Check a request's ``Host`` header (when there is one) the way the router will use
+    it: UTF-8, and a name that IDNA can encode.
+
+    @raise BadRequest: it is not (the router would fail on it with a 500).
+    """
+    if value is None:
+        return
+    try:
+        name = value.decode("utf-8")
+        if not name.startswith("["):  # an IPv6 literal is not a name
+            name.partition(":")[0].encode("idna")
+    except UnicodeError:
+        raise BadRequest("invalid Host header") from None
+

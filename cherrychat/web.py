@@ -331,6 +331,10 @@ class DefaultHeaders(Resource):
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return plain(request, "invalid UTF-8 in the path", 400)
+        try:
+            validation.host(request.getHeader(b"host"))
+        except Refused as error:
+            return plain(request, error.reason, error.code)
         if self.limits is not None and not has_session(request):
             try:
                 self.limits.check_new_session(request)

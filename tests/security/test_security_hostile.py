@@ -341,3 +341,14 @@ class ListenerTests(SynchronousTestCase):
         self.assertTrue(line.startswith(f"cherrychat: cannot listen on tcp:{port}:interface=127.0.0.1: "), line)
         self.assertIn("Address already in use", line)
         self.assertNotIn("\n", line)
+
+
+class HostHeaderTests(SynchronousTestCase):
+    def test_a_host_the_router_cannot_encode_is_400_not_500(self) -> None:
+        daemon = MemoryDaemon(self)
+        for host in [b"a..b", b"x" * 300, b"\xc2\x88", b"\x88", b"\xff.test"]:
+            answer = daemon.exchange(b"GET /healthz HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+            self.assertEqual((answer.code, answer.body), (400, b"invalid Host header\n"), host)
+            self.assertEqual(answer.header(b"content-type"), b"text/plain; charset=utf-8")
+        for host in [b"cherrychat.test", "é.test".encode(), b"[::1]:4700", b"127.0.0.1:4700", b"xn--a"]:
+            self.assertEqual(daemon.exchange(b"GET /healthz HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").code, 200, host)
