@@ -8,6 +8,7 @@ own messages from sending ``/msg`` to the event's arrival on its stream.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -126,6 +127,8 @@ class SideClient:
         if status != 200:
             raise AssertionError(f"the side client could not join: {status} {body!r}")
         self._wait_for(f"{name} joined".encode(), 10.0)
+        # Messages go over one keep-alive connection, as a browser's would.
+        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
 
     def _wait_for(self, marker: bytes, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -143,9 +146,12 @@ class SideClient:
     def say(self, text: str) -> float:
         """Send ``text`` and return the seconds until it arrived on the stream."""
         started = time.monotonic()
-        status, _, body = request(self.port, "POST", "/msg", self.cookie, f"user={self.name}&msg={quote(text)}", self.source)
-        if status != 200:
-            raise AssertionError(f"/msg answered {status} {body!r}")
+        self.http.request("POST", "/msg", body=f"user={self.name}&msg={quote(text)}",
+                          headers={"Cookie": self.cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        response = self.http.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise AssertionError(f"/msg answered {response.status} {body!r}")
         self._wait_for(text.encode(), 10.0)
         return time.monotonic() - started
 
@@ -166,8 +172,9 @@ class SideClient:
         return thread
 
     def close(self) -> None:
-        """Close the stream."""
+        """Close the stream and the connection of the messages."""
         self.stream.close()
+        self.http.close()
 
 
 # -- attacks ------------------------------------------------------------------------------
