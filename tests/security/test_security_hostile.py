@@ -352,3 +352,45 @@ class HostHeaderTests(SynchronousTestCase):
             self.assertEqual(answer.header(b"content-type"), b"text/plain; charset=utf-8")
         for host in [b"cherrychat.test", "é.test".encode(), b"[::1]:4700", b"127.0.0.1:4700", b"xn--a"]:
             self.assertEqual(daemon.exchange(b"GET /healthz HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").code, 200, host)
+
+
+class RenderTimeAdmissionTests(SynchronousTestCase):
+    """A cap reached between the route's check and the resource's render (the nickname
+    claim may wait on Redis) is refused by the resource itself, plainly, counting nothing."""
+
+    def test_the_resource_refuses_at_render_and_counts_nothing(self) -> None:
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from cherrychat.comet import Entrance, connection_resource
+
+        daemon = MemoryDaemon(self, comet_settings=CometSettings(heartbeat=25, max_connections=50, max_connections_per_session=1))
+        admission = daemon.comet.admission
+        entrance = Entrance("s" * 43, "10.0.0.1")
+        request = DummyRequest([b""])
+        resources = [connection_resource(daemon.comet, request, transport, "ann, 0, /cherrychat", None, None, entrance)
+                     for transport in ("sse", "longpoll", "xhrstream")]
+        held = admission.open(entrance)  # another connection got there first
+        for resource in resources:
+            request = DummyRequest([b""])
+            body = resource.render(request)
+            self.assertEqual((request.responseCode, body), (429, b"too many connections from this browser session (at most 1)\n"))
+        self.assertEqual(dict(admission.sessions), {"s" * 43: 1})
+        held.release()
+        held.release()  # once only
+        self.assertEqual(dict(admission.sessions), {})
+
+
+class PausedWebSocketTests(SynchronousTestCase):
+    def test_pings_are_not_answered_while_the_client_is_not_reading(self) -> None:
+        daemon = MemoryDaemon(self)
+        ann = cookie_of(daemon.request("GET", "/healthz"))
+        connection = daemon.connect()
+        connection.send(upgrade(ann))
+        (stream,) = list(daemon.comet.connections)
+        frames = FrameProtocol(client=True, extensions=[])
+        stream.pauseProducing()  # the socket's send buffer is full
+        connection.send(frames.ping(b"p1") * 100)
+        self.assertNotIn(b"\x8a\x02p1", connection.received())
+        stream.resumeProducing()
+        connection.send(frames.ping(b"p2"))
+        self.assertIn(b"\x8a\x02p2", connection.received())
