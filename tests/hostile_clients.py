@@ -180,13 +180,15 @@ class SideClient:
 # -- attacks ------------------------------------------------------------------------------
 
 
-def slowloris(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
-    """``count`` connections that each send a request line and one header, never the end."""
+def slowloris(port: int, count: int, source: str = "127.0.0.1", pace: float = 0.0) -> list[socket.socket]:
+    """``count`` connections, ``pace`` seconds apart, that each send a request line and
+    one header, never the end."""
     sockets = []
     for _ in range(count):
         sock = connect(port, source)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         sockets.append(sock)
+        time.sleep(pace)
     return sockets
 
 
@@ -271,11 +273,12 @@ def endless_message(sock: socket.socket, seconds: float, chunk: int = 65536) -> 
     return sent, received
 
 
-def session_flood(port: int, count: int, source: str = "127.0.0.3") -> list[int | None]:
-    """``count`` fresh sessions from ``source``, each joining under a new nickname; the
-    status of each join (or of the session's refusal)."""
+def session_flood(port: int, count: int, source: str = "127.0.0.3", pace: float = 0.0) -> list[int | None]:
+    """``count`` fresh sessions from ``source``, ``pace`` seconds apart, each joining under
+    a new nickname; the status of each join (or of the session's refusal)."""
     codes: list[int | None] = []
     for n in range(count):
+        time.sleep(pace)
         cookie = new_session(port, source)
         if not cookie:
             codes.append(429)

