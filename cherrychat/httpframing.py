@@ -72,6 +72,7 @@ class LimitedChannel(HTTPChannel):
     _deadline: IDelayedCall | None = None
     _abort_call: IDelayedCall | None = None
     _over_cap = False
+    _refused = False
 
     def connectionMade(self) -> None:
         """Count the connection against its address; past the cap, refuse it as soon as
@@ -90,6 +91,8 @@ class LimitedChannel(HTTPChannel):
 
     def lineReceived(self, line: bytes) -> None:
         """Start the request's deadline on its first line; refuse one past the cap."""
+        if self._refused:
+            return  # the rest of what was read with the refused line
         if self._over_cap:
             self._refuse_over_cap()
             return
@@ -159,7 +162,15 @@ class LimitedChannel(HTTPChannel):
         if self._abort_call is None and transport is not None:
             self._abort_call = self.callLater(self.abortTimeout, transport.abortConnection)
 
+    def rawDataReceived(self, data: bytes) -> None:
+        """Nothing more is read once refused."""
+        if not self._refused:
+            super().rawDataReceived(data)
+
     def _refuse(self, code: int, reason: str) -> None:
+        if self._refused:
+            return
+        self._refused = True
         self._cancel_deadline()
         self.on_refusal(code)
         if self.transport is not None:

@@ -157,6 +157,7 @@ class AddressCapTests(SynchronousTestCase):
         answer = Answer(refused.received())
         self.assertEqual(answer.code, 429)
         self.assertEqual(answer.body, b"too many connections from this address (at most 3)\n")
+        self.assertEqual(refused.received().count(b"HTTP/1.1 "), 1)  # the header line after it is not parsed
         self.assertTrue(refused.transport.disconnecting)
         refused.close()
         # Another address has its own count; a closed connection frees its place.
