@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from twisted.web.iweb import IRequest
 
@@ -38,12 +38,15 @@ class Entrance:
 
 
 class Ticket:
-    """One counted connection; :meth:`release` uncounts it, once, however often called."""
+    """One counted connection; :meth:`release` uncounts it, once, however often called.
+
+    Thousands are held at once, one or two per connection: slots and a tuple only.
+    """
 
     __slots__ = ("_names",)
 
-    def __init__(self, names: list[tuple[Counter[str], str]]):
-        self._names: list[tuple[Counter[str], str]] | None = names
+    def __init__(self, *names: tuple[Counter[str], str]):
+        self._names: tuple[tuple[Counter[str], str], ...] | None = names
 
     def release(self) -> None:
         """Uncount the connection (the first call only)."""
@@ -52,17 +55,6 @@ class Ticket:
             counter[name] -= 1
             if counter[name] <= 0:
                 del counter[name]
-
-
-def release_all(tickets: Iterable[Ticket | None]) -> Callable[[], None]:
-    """One hook that releases every ticket given (``None`` entries are skipped)."""
-    held = [ticket for ticket in tickets if ticket is not None]
-
-    def release() -> None:
-        for ticket in held:
-            ticket.release()
-
-    return release
 
 
 class Admission:
@@ -113,12 +105,11 @@ class Admission:
     def open(self, entrance: Entrance) -> Ticket:
         """Count one comet connection of ``entrance``; checked first, as :meth:`check`."""
         self.check(entrance)
-        names = [(self.sessions, entrance.session)]
-        if entrance.forwarded:
-            names.append((self.addresses, entrance.address))
-        for counter, name in names:
-            counter[name] += 1
-        return Ticket(names)
+        self.sessions[entrance.session] += 1
+        if not entrance.forwarded:
+            return Ticket((self.sessions, entrance.session))
+        self.addresses[entrance.address] += 1
+        return Ticket((self.sessions, entrance.session), (self.addresses, entrance.address))
 
     # -- sockets -----------------------------------------------------------------------
 
@@ -128,7 +119,7 @@ class Admission:
         if self.sockets[address] >= self.per_address:
             return None
         self.sockets[address] += 1
-        return Ticket([(self.sockets, address)])
+        return Ticket((self.sockets, address))
 
     def socket_refusal(self) -> TooMany:
         """The refusal of a connection past its address's cap."""

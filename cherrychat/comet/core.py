@@ -32,7 +32,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from cherrychat.comet.admission import Admission, Entrance, Ticket, release_all, render_refusal
+from cherrychat.comet.admission import Admission, Entrance, Ticket, render_refusal
 from cherrychat.comet.framing import Framing
 from cherrychat.comet.messages import RECONNECT, open_message, reset_message
 from cherrychat.comet.sending import OUTBOX, plain_tcp
@@ -208,7 +208,7 @@ class HTTPStream(QueueingProducer):
     # Thousands of these are held at once: no per-instance dict.
     __slots__ = (
         "framing", "request", "key", "on_close", "_written", "_active", "_stalled_ticks", "_closed",
-        "_chunked", "_wire_key", "_socket",
+        "_chunked", "_wire_key", "_socket", "_socket_ticket",
     )
 
     def __init__(
@@ -229,6 +229,8 @@ class HTTPStream(QueueingProducer):
         self._chunked = False
         self._wire_key = framing.name
         self._socket: Any = None
+        #: the socket's count, once the stream has taken the socket over
+        self._socket_ticket: Ticket | None = None
 
     @property
     def transport_name(self) -> str:
@@ -275,7 +277,7 @@ class HTTPStream(QueueingProducer):
         socket = self._socket
         socket.unregisterProducer()
         # The channel will not hear the connection end: the stream releases its count.
-        self.on_close = release_all_hooks(self.on_close, socket_ticket(channel))
+        self._socket_ticket = socket_ticket(channel)
         release_channel(socket, channel, self)
         socket.registerProducer(self, True)
         channel.factory.log(request)
@@ -409,24 +411,13 @@ class HTTPStream(QueueingProducer):
 
     def _close_hook(self) -> None:
         hook, self.on_close = self.on_close, None
-        if hook is not None:
-            hook()
-
-
-def release_all_hooks(hook: Callable[[], None] | None, ticket: Ticket | None) -> Callable[[], None] | None:
-    """``hook`` and the release of ``ticket``, as one hook."""
-    if ticket is None:
-        return hook
-    if hook is None:
-        return ticket.release
-
-    def both() -> None:
+        ticket, self._socket_ticket = self._socket_ticket, None
         try:
-            hook()
+            if hook is not None:
+                hook()
         finally:
-            ticket.release()
-
-    return both
+            if ticket is not None:
+                ticket.release()
 
 
 class CometResource(Resource):
@@ -458,7 +449,7 @@ class CometResource(Resource):
         """
         if self.entrance is None:
             return None
-        return release_all([self.comet.admission.open(self.entrance)])
+        return self.comet.admission.open(self.entrance).release
 
     def render(self, request: IRequest) -> bytes | int:  # type: ignore[override]
         """Admit the connection and start it; a cap reached meanwhile is refused."""

@@ -28,8 +28,8 @@ from wsproto.events import AcceptConnection, BytesMessage, Ping, TextMessage
 from wsproto.handshake import H11Handshake
 from zope.interface import implementer
 
-from cherrychat.comet.admission import Entrance, render_refusal
-from cherrychat.comet.core import Comet, CometResource, QueueingProducer, release_all_hooks, release_channel, socket_ticket
+from cherrychat.comet.admission import Entrance, Ticket, render_refusal
+from cherrychat.comet.core import Comet, CometResource, QueueingProducer, release_channel, socket_ticket
 from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
 from cherrychat.comet.sending import OUTBOX, plain_tcp
 from cherrychat.errors import BadRequest, Refused
@@ -101,7 +101,7 @@ class WebSocketStream(QueueingProducer):
 
     def __init__(
         self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None,
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None, socket_ticket: Ticket | None = None,
     ):
         super().__init__(comet)
         self.key = key
@@ -109,6 +109,9 @@ class WebSocketStream(QueueingProducer):
         self.epoch = epoch
         #: called once when the connection is lost (the daemon uncounts it)
         self.on_close = on_close
+        #: the upgraded socket's count: after the upgrade the HTTP channel never hears
+        #: the connection end, so the stream releases it
+        self._socket_ticket = socket_ticket
         self._ws: WebSocketTransport | None = None
         self._awaiting_pong = False
         self._closed = False
@@ -158,8 +161,13 @@ class WebSocketStream(QueueingProducer):
         self._closed = True
         self._detach()
         hook, self.on_close = self.on_close, None
-        if hook is not None:
-            hook()
+        ticket, self._socket_ticket = self._socket_ticket, None
+        try:
+            if hook is not None:
+                hook()
+        finally:
+            if ticket is not None:
+                ticket.release()
 
     # -- hub listener ----------------------------------------------------------------
 
@@ -276,11 +284,7 @@ class WebSocketResource(CometResource):
     def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
         """Accept the upgrade and hand the socket to the stream."""
         channel: Any = request.channel  # type: ignore[attr-defined]
-        # After the upgrade the channel never hears the connection end: the stream
-        # releases the socket's count with its own.
-        stream = WebSocketStream(
-            self.comet, self.key, self.last_event_id, self.epoch, release_all_hooks(release, socket_ticket(channel))
-        )
+        stream = WebSocketStream(self.comet, self.key, self.last_event_id, self.epoch, release, socket_ticket(channel))
         handshake = self._handshake
         accept = handshake.send(AcceptConnection())
         assert handshake.connection is not None
