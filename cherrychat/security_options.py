@@ -57,7 +57,7 @@ SECURITY_PARAMETERS: list[Sequence[Any]] = [
     ["rate-burst", None, _DEFAULTS.rate_burst, "/join and /msg one browser session may send at once before --rate-limit applies.", positive(int)],
     ["address-rate-limit", None, _DEFAULTS.address_rate_limit, "/join and /msg per second from one client address, sustained; more get 429 with Retry-After.", positive(float)],
     ["address-rate-burst", None, _DEFAULTS.address_rate_burst, "/join and /msg one client address may send at once before --address-rate-limit applies.", positive(int)],
-    ["address-sessions-per-minute", None, _DEFAULTS.address_sessions_per_minute, "New browser sessions (session cookies handed out) per minute from one client address; more get 429 with Retry-After.", positive(int)],
+    ["address-sessions-per-minute", None, _DEFAULTS.address_sessions_per_minute, "New browser sessions (session cookies handed out) per minute from one client address; more get 429 with Retry-After. POST /event is not counted.", positive(int)],
     ["address-joins-per-minute", None, _DEFAULTS.address_joins_per_minute, "/join requests per minute from one client address; more get 429 with Retry-After.", positive(int)],
 ]
 

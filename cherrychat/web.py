@@ -335,7 +335,8 @@ class DefaultHeaders(Resource):
             validation.host(request.getHeader(b"host"))
         except Refused as error:
             return plain(request, error.reason, error.code)
-        if self.limits is not None and not has_session(request):
+        # Publishers (POST /event, token-guarded) need no session: they are not counted.
+        if self.limits is not None and request.path != b"/event" and not has_session(request):
             try:
                 self.limits.check_new_session(request)
             except Refused as error:

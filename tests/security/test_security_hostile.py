@@ -15,7 +15,7 @@ from cherrychat.history import MAX_HISTORY_BYTES, bounded_history
 from cherrychat.httpframing import OVER_CAP_GRACE
 from cherrychat.limits import LimitSettings
 from cherrychat.tap import ListenerService
-from security_support import Answer, MemoryDaemon, cookie_of
+from security_support import TOKEN, Answer, MemoryDaemon, cookie_of
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -290,6 +290,10 @@ class AddressBucketTests(SynchronousTestCase):
         self.assertIsNone(refused.header(b"set-cookie"))
         # A client with its session is not a new one; another address has its own bucket.
         self.assertEqual(self.daemon.request("GET", "/healthz", peer="10.0.0.6").code, 200)
+        # A publisher holds a token, not a session: not counted.
+        publish = self.daemon.request("POST", "/event", {"Authorization": "Bearer " + TOKEN.decode(), "Content-Type": "application/x-www-form-urlencoded"},
+                                      b"keys=ann%2C+0%2C+%2Fcherrychat&payload=hi", peer="10.0.0.5")
+        self.assertEqual(publish.code, 200, publish.raw[:300])
         self.daemon.clock.advance(12)
         self.assertEqual(self.daemon.request("GET", "/healthz", peer="10.0.0.5").code, 200)
 
