@@ -29,7 +29,7 @@ from cherrychat import validation
 from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, Entrance, connection_resource
 from cherrychat.errors import BadRequest, Refused
-from cherrychat.history import bounded_history
+from cherrychat.history import history_json
 from cherrychat.hub import InvalidKey, make_key
 from cherrychat.httpframing import channel_factory, request_factory
 from cherrychat.limits import Limits, LimitSettings
@@ -77,9 +77,14 @@ def plain(request: IRequest, text: str, code: int = 200) -> bytes:
 
 def as_json(request: IRequest, value: Any) -> bytes:
     """A JSON answer that no cache keeps."""
+    return json_body(request, json.dumps(value, ensure_ascii=True).encode("ascii"))
+
+
+def json_body(request: IRequest, body: bytes) -> bytes:
+    """``body``, already JSON, as an answer that no cache keeps."""
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-cache, no-store")
-    return json.dumps(value, ensure_ascii=True).encode("ascii")
+    return body
 
 
 class PlainRefusal(Resource):
@@ -276,7 +281,8 @@ class ChatWeb:
         limit = validation.positive_int(argument(request, "limit"), "limit", 50, 1000)
         events = self.comet.hub.channel(self.chat.location).recent(limit)
         items = [{"id": e.id, "time": e.time, "payload": e.payload} for e in events]
-        return as_json(request, {"events": bounded_history(items)})
+        # At most MAX_HISTORY_BYTES of events: an answer left unread costs little.
+        return json_body(request, history_json(items))
 
     # -- refusals ------------------------------------------------------------------
 
