@@ -180,6 +180,11 @@ class QueueingProducer:
             self.comet.slow_clients_dropped += 1
             self.abort()
 
+    @property
+    def paused(self) -> bool:
+        """Whether the client's socket is full (the client is not reading)."""
+        return self._paused
+
     def pauseProducing(self) -> None:
         """The client's socket is full: queue instead of writing."""
         self._paused = True

@@ -263,8 +263,8 @@ class BoundedWire(_WebSocketWireProtocol):
                     return
                 if event.message_finished:
                     self._message_bytes = self._fragments = 0
-            elif isinstance(event, Ping) and getattr(self._wsp, "_paused", False):
-                continue
+            elif isinstance(event, Ping) and getattr(self._wsp, "paused", False):
+                continue  # a pong would only grow what the client does not read
             else:
                 _handleEvent(event, self)
 
