@@ -23,12 +23,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from cherrychat.errors import NotYours, Refused, Taken, Unavailable
 from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
 from cherrychat.presence import PresenceBatcher
+from cherrychat.validation import MAX_LABELS_PER_NICKNAME, too_many_labels
+from cherrychat.validation import nickname_identity as identity
 
 CHAT_LOCATION = "/cherrychat"
 #: seconds after a member's last connection closed before the member leaves (``--presence-timeout``)
 DEFAULT_PRESENCE_TIMEOUT = 10.0
-#: session labels (connections' ``session=`` values) one nickname may join with
-MAX_LABELS_PER_NICKNAME = 20
 
 
 def joined_payload(user: str) -> str:
@@ -59,16 +59,6 @@ def not_joined(user: str) -> NotYours:
 def not_yours(user: str) -> NotYours:
     """The refusal of a message from another session's nickname."""
     return NotYours(f"{user} belongs to another session")
-
-
-def too_many_labels() -> Refused:
-    """The refusal of one session label too many for a nickname (429)."""
-    return Refused(f"at most {MAX_LABELS_PER_NICKNAME} session labels per nickname", 429)
-
-
-def identity(user: str) -> str:
-    """What makes two nicknames the same one: case does not (``Ann`` is ``ann``)."""
-    return user.casefold()
 
 
 class Membership(Protocol):

@@ -43,6 +43,12 @@ class TooLarge(Refused):
     code = 413
 
 
+class TooMany(Refused):
+    """429: too many requests or connections from one session or address."""
+
+    code = 429
+
+
 class Unavailable(Refused):
     """503: the daemon cannot take this now (connection cap, lost backend, storage that
     cannot be written, stopping); ``retry_after`` seconds become a ``Retry-After`` header."""

@@ -43,17 +43,16 @@ from twisted.python.failure import Failure
 from cherrychat.chat import (
     CHAT_LOCATION,
     DEFAULT_PRESENCE_TIMEOUT,
-    MAX_LABELS_PER_NICKNAME,
-    identity,
     message_payload,
     nickname_taken,
     not_joined,
     not_yours,
-    too_many_labels,
 )
 from cherrychat.errors import NotYours, Taken, Unavailable
 from cherrychat.hub import Hub, InvalidKey, make_key, parse_key
 from cherrychat.presence import DEFAULT_WINDOW, PresenceBatcher
+from cherrychat.validation import MAX_LABELS_PER_NICKNAME, too_many_labels
+from cherrychat.validation import nickname_identity as identity
 from cherrychat.redis_backplane import RedisBackplane, Script, event_body
 
 log = Logger()

@@ -17,6 +17,14 @@ def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def has_session(request: IRequest) -> bool:
+    """Whether the request presents a well-formed session cookie (or already got one)."""
+    if getattr(request, "cherrychat_session", None) is not None:
+        return True
+    presented = request.getCookie(COOKIE_NAME)
+    return presented is not None and _TOKEN_PATTERN.fullmatch(presented) is not None
+
+
 def session_of(request: IRequest) -> str:
     """The caller's session, set as a cookie on this response if it had none.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource as rlimit
 from typing import Any, Sequence
 
@@ -24,6 +25,7 @@ from cherrychat.orbit import OrbitFactory, OrbitSettings, hub_publisher, loopbac
 from cherrychat.proxy import ProxyRoot, opt_proxy
 from cherrychat.security_options import (
     SECURITY_PARAMETERS,
+    connection_caps,
     opt_allowed_origin,
     opt_trusted_proxy,
     positive,
@@ -108,10 +110,16 @@ class ListenerService(Service):
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
-        """Bind early, before twistd would drop privileges."""
+        """Bind early, before twistd would drop privileges.
+
+        @raise SystemExit: the endpoint cannot listen (its port is taken, say): the daemon
+            exits at once, non-zero, with one line that says where and why.
+        """
         Service.privilegedStartService(self)
         self._bound: Deferred = serverFromString(self.reactor, self.description).listen(self.factory)
         self._bound.addCallbacks(self._listened, self._failed)
+        if self._cannot_listen is not None:
+            raise SystemExit(self._cannot_listen)
 
     def startService(self) -> None:
         """Binding started in :meth:`privilegedStartService`."""
@@ -143,10 +151,17 @@ class ListenerService(Service):
         self._bound.addCallback(tell)
         return waiter
 
+    _cannot_listen: str | None = None
+
     def _failed(self, failure: Any) -> None:
-        # A daemon that cannot listen where it was told is of no use: say why and stop.
-        log.failure("cannot listen on {description}", failure, description=self.description)
+        # A daemon that cannot listen where it was told is of no use: say why, in one
+        # line, and exit non-zero.
+        self._cannot_listen = f"cherrychat: cannot listen on {self.description}: {failure.getErrorMessage()}"
         if self.reactor.running:
+            # Bound later than at start (an endpoint that listens asynchronously); at
+            # start, privilegedStartService raises SystemExit with the line instead.
+            log.critical("{line}", line=self._cannot_listen)
+            self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
             self.reactor.stop()
 
     def stopService(self) -> Deferred:
@@ -198,11 +213,13 @@ class CherryChatService(MultiService):
                 heartbeat=config["heartbeat"],
                 max_connections=config["max-connections"],
                 max_queued_bytes=config["max-queued-bytes"],
+                **connection_caps(config),
             ),
         )
         healthy = self.backplane.healthy if self.backplane is not None else (self.store.healthy if self.store else (lambda: True))
         self.web = ChatWeb(self.chat, self.comet, static_directory(), healthy=healthy, **web_security(config))
-        self.site = self.web.site(access_log=not config["no-access-log"])
+        # HTTP deadlines run on the reactor even when tests drive the other timers by hand.
+        self.site = self.web.site(access_log=not config["no-access-log"], reactor=reactor)
         if config.get("proxy"):
             # Orbited 0.3's proxy role: the app behind the daemon, on one origin.
             self.site.resource = ProxyRoot(self.site.resource, config["proxy"], reactor, [self.chat.location.encode()])

@@ -8,7 +8,6 @@ Routes parse and check their input, then call the chat room; every refusal is a
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +15,7 @@ from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -23,19 +23,20 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 from twisted.web.static import File
-from twisted.web.websocket import WebSocketResource
 from werkzeug.exceptions import HTTPException
 
 from cherrychat import validation
 from cherrychat.chat import Room
-from cherrychat.comet import Comet, connection_resource
+from cherrychat.comet import Comet, Entrance, connection_resource
 from cherrychat.cors import allow_listed_origin
 from cherrychat.errors import BadRequest, Refused
+from cherrychat.history import history_json
 from cherrychat.hub import Event, InvalidKey, make_key
-from cherrychat.limits import Limits, LimitSettings, channel_factory, request_factory
+from cherrychat.httpframing import channel_factory, request_factory
+from cherrychat.limits import Limits, LimitSettings
 from cherrychat.origins import OriginPolicy
 from cherrychat.publish import INVALID_KEYS, Publisher
-from cherrychat.sessions import session_of
+from cherrychat.sessions import has_session, session_of
 
 log = Logger()
 
@@ -77,9 +78,14 @@ def plain(request: IRequest, text: str, code: int = 200) -> bytes:
 
 def as_json(request: IRequest, value: Any) -> bytes:
     """A JSON answer that no cache keeps."""
+    return json_body(request, json.dumps(value, ensure_ascii=True).encode("ascii"))
+
+
+def json_body(request: IRequest, body: bytes) -> bytes:
+    """``body``, already JSON, as an answer that no cache keeps."""
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-cache, no-store")
-    return json.dumps(value, ensure_ascii=True).encode("ascii")
+    return body
 
 
 def history_item(event: Event) -> dict[str, Any]:
@@ -126,24 +132,6 @@ class StaticFiles(File):
         return super().render(request)
 
 
-_WEBSOCKET_KEY = re.compile(rb"[A-Za-z0-9+/]{22}==")
-
-
-def check_websocket_handshake(request: IRequest) -> None:
-    """Refuse a malformed WebSocket upgrade before it reserves anything (RFC 6455, 4.2.1).
-
-    @raise BadRequest: a header of the handshake is missing or wrong.
-    """
-    upgrade = (request.getHeader(b"upgrade") or b"").lower()
-    connection = (request.getHeader(b"connection") or b"").lower()
-    if upgrade != b"websocket" or b"upgrade" not in connection:
-        raise BadRequest("transport=websocket needs a WebSocket upgrade request")
-    if request.getHeader(b"sec-websocket-version") != b"13":
-        raise BadRequest("unsupported WebSocket version; use 13")
-    if not _WEBSOCKET_KEY.fullmatch(request.getHeader(b"sec-websocket-key") or b""):
-        raise BadRequest("invalid Sec-WebSocket-Key")
-
-
 class ChatWeb:
     """The Klein application of one daemon: routes over a chat room and the comet core."""
 
@@ -163,7 +151,7 @@ class ChatWeb:
         self.healthy = healthy
         self.comet = comet
         self.static = StaticFiles(str(static_directory))
-        #: the bounds per request, connection, session and address; timed by the comet clock
+        #: the bounds per request, session and address; timed by the comet clock
         self.limits = Limits(limits or LimitSettings(), comet.clock)
         #: which pages may change state or open a WebSocket
         self.origins = origins or OriginPolicy()
@@ -174,14 +162,20 @@ class ChatWeb:
 
     def resource(self) -> IResource:
         """The root resource to serve, with the daemon's headers on every response."""
-        return DefaultHeaders(self.app.resource())
+        return DefaultHeaders(self.app.resource(), self.limits)
 
-    def site(self, access_log: bool = True) -> Site:
-        """The site to listen with: the resource, and requests that enforce the size bounds;
-        without ``access_log``, no log line per request."""
-        factory = request_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal)
-        site = (Site if access_log else QuietSite)(self.resource(), requestFactory=factory)
-        site.protocol = channel_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal)  # type: ignore[assignment]
+    def site(self, access_log: bool = True, reactor: IReactorTime | None = None) -> Site:
+        """The site to listen with: the resource, and channels and requests that enforce the
+        size bounds, the deadlines (timed by ``reactor``, the comet clock by default) and the
+        per-address connection count; without ``access_log``, no log line per request."""
+        settings = self.limits.settings
+        factory = request_factory(settings, DEFAULT_HEADERS, self._count_refusal)
+        site = (Site if access_log else QuietSite)(
+            self.resource(), requestFactory=factory, timeout=settings.idle_timeout, reactor=reactor or self.comet.clock
+        )
+        site.protocol = channel_factory(  # type: ignore[assignment]
+            settings, DEFAULT_HEADERS, self._count_refusal, self.comet.admission
+        )
         site.displayTracebacks = False
         return site
 
@@ -224,25 +218,28 @@ class ChatWeb:
 
     # -- the tutorial's API --------------------------------------------------------
 
+    def _speaker(self, request: IRequest, joining: bool = False) -> tuple[str, str, str]:
+        """What ``/join`` and ``/msg`` check first: the origin, the rates (and for a join,
+        the address's joins per minute), the nickname and the label; the caller's session,
+        nickname and label."""
+        self.origins.check(request)
+        session = session_of(request)
+        (self.limits.check_join if joining else self.limits.check_rate)(request, session)
+        user = validation.nickname(argument(request, "user"))
+        label = validation.session_label(argument(request, "session"))
+        return session, user, label
+
     @app.route("/join", methods=["GET", "POST"])
     def join(self, request: IRequest) -> Deferred:
         """Claim a nickname for the caller's session and join the room."""
-        self.origins.check(request)
-        session = session_of(request)
-        self.limits.check_rate(request, session)
-        user = validation.nickname(argument(request, "user"))
-        label = validation.session_label(argument(request, "session"))
+        session, user, label = self._speaker(request, joining=True)
         joining = maybeDeferred(self.chat.join, user, session, label)
         return joining.addCallback(lambda joined: plain(request, "joined" if joined else "already joined"))
 
     @app.route("/msg", methods=["GET", "POST"])
     def msg(self, request: IRequest) -> Deferred:
         """Send a message to every member, as the caller's own nickname only."""
-        self.origins.check(request)
-        session = session_of(request)
-        self.limits.check_rate(request, session)
-        user = validation.nickname(argument(request, "user"))
-        validation.session_label(argument(request, "session"))
+        session, user, _ = self._speaker(request)
         text = validation.message(argument(request, "msg"))
         # Answered once the event is published (with a backplane: once it is stored).
         return maybeDeferred(self.chat.msg, user, session, text).addCallback(lambda _: plain(request, "sent"))
@@ -252,7 +249,7 @@ class ChatWeb:
         """The comet connection of orbit key ``user, session, /cherrychat``."""
         # First, so that a refusal, too, is readable by a page of an allowed origin.
         allow_listed_origin(request, self.origins)
-        self.comet.admit()
+        self.comet.admit()  # a daemon at its cap or stopping parses nothing
         session = session_of(request)
         user = validation.nickname(argument(request, "user"))
         label = validation.session_label(argument(request, "session"))
@@ -265,29 +262,14 @@ class ChatWeb:
             last_event_id = validation.event_id(header.decode("latin-1"))
         epoch = validation.epoch(argument(request, "epoch"))
         if transport == "websocket":
-            check_websocket_handshake(request)
             self.origins.check_websocket(request)
         key = make_key(user, label, self.chat.location)
-        resource = connection_resource(self.comet, transport, key, last_event_id, epoch)
-        address = self.limits.client_address(request)
-        # Refused before the claim, so that a refusal reserves no nickname.
-        self.limits.connections.check(session, address)
+        # Refused before the claim, so that a refusal reserves no nickname; the resource
+        # counts the connection (comet.admission) from when it renders until it ends.
+        entrance = Entrance(session, *self.limits.client(request))
+        resource = connection_resource(self.comet, request, transport, key, last_event_id, epoch, entrance)
         claiming = maybeDeferred(self.chat.claim, user, session)
-        return claiming.addCallback(lambda _: self._counted(request, resource, session, address))
-
-    def _counted(self, request: IRequest, resource: IResource, session: str, address: str) -> IResource:
-        """Count the connection against its session and address until it ends.
-
-        Streams and polls say themselves when they end (a stream may outlive its request
-        object, see :mod:`cherrychat.comet.core`). A WebSocket's request never finishes
-        after the upgrade, so its count ends when the WebSocket's own connection is lost.
-        """
-        release = self.limits.connections.open(session, address)
-        if isinstance(resource, WebSocketResource):
-            resource.factory = _ReleasingFactory(resource.factory, release)
-        else:
-            resource.on_close = release  # type: ignore[attr-defined]
-        return resource
+        return claiming.addCallback(lambda _: resource)
 
     # -- publishing from other processes ------------------------------------------
 
@@ -321,7 +303,8 @@ class ChatWeb:
         hub = self.comet.hub
         keys = self.chat.keys_of(session_of(request))
         events = hub.channel(self.chat.location).recent(limit, before, lambda event: hub.readable(event, keys))
-        return as_json(request, {"events": [history_item(event) for event in events]})
+        # At most MAX_HISTORY_BYTES of events: an answer left unread costs little.
+        return json_body(request, history_json([history_item(event) for event in events]))
 
     # -- refusals ------------------------------------------------------------------
 
@@ -350,36 +333,6 @@ class ChatWeb:
         return plain(request, "internal error", 500)
 
 
-class _ReleasingProtocol:
-    """A WebSocket protocol that also runs ``release`` when its connection is lost."""
-
-    def __init__(self, protocol: Any, release: Callable[[], None]):
-        self._protocol = protocol
-        self._release = release
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._protocol, name)
-
-    def connectionLost(self, reason: Failure) -> None:
-        """Forward, then uncount the connection."""
-        try:
-            self._protocol.connectionLost(reason)
-        finally:
-            self._release()
-
-
-class _ReleasingFactory:
-    """Wraps a WebSocket factory so that the protocol it builds uncounts itself."""
-
-    def __init__(self, factory: Any, release: Callable[[], None]):
-        self._factory = factory
-        self._release = release
-
-    def buildProtocol(self, request: IRequest) -> Any:
-        """The wrapped factory's protocol, wrapped."""
-        return _ReleasingProtocol(self._factory.buildProtocol(request), self._release)
-
-
 class QuietSite(Site):
     """A site that writes no access log line (``--no-access-log``)."""
 
@@ -392,9 +345,11 @@ class DefaultHeaders(Resource):
 
     isLeaf = True
 
-    def __init__(self, wrapped: IResource):
+    def __init__(self, wrapped: IResource, limits: Limits | None = None):
         super().__init__()
         self.wrapped = wrapped
+        #: bounds the new sessions one address may start
+        self.limits = limits
 
     def render(self, request: IRequest) -> Any:  # type: ignore[override]
         """Set the defaults and the session cookie; a route may still replace any of them."""
@@ -404,5 +359,17 @@ class DefaultHeaders(Resource):
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return plain(request, "invalid UTF-8 in the path", 400)
+        try:
+            validation.host(request.getHeader(b"host"))
+        except Refused as error:
+            return plain(request, error.reason, error.code)
+        # Publishers (POST /event, token-guarded) need no session: they are not counted.
+        if self.limits is not None and request.path != b"/event" and not has_session(request):
+            try:
+                self.limits.check_new_session(request)
+            except Refused as error:
+                for header, text in error.headers.items():
+                    request.setHeader(header.encode("ascii"), text.encode("ascii"))
+                return plain(request, error.reason, error.code)
         session_of(request)
         return self.wrapped.render(request)

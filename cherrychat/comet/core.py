@@ -32,10 +32,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from cherrychat.comet.admission import Admission, Entrance, Ticket, render_refusal
 from cherrychat.comet.framing import Framing
 from cherrychat.comet.messages import RECONNECT, open_message, reset_message
 from cherrychat.comet.sending import OUTBOX, plain_tcp
-from cherrychat.errors import Unavailable
+from cherrychat.errors import Refused
 from cherrychat.hub import Event, Hub, Subscription
 
 log = Logger()
@@ -53,6 +54,10 @@ class CometSettings:
     recycle_bytes: int = 1024 * 1024
     #: open comet connections in all; more are refused with 503
     max_connections: int = 20000
+    #: open comet connections of one browser session; more get 429
+    max_connections_per_session: int = 20
+    #: open connections (every TCP connection) of one client address; more get 429
+    max_connections_per_address: int = 1000
 
 
 def set_stream_headers(request: IRequest, content_type: bytes) -> None:
@@ -93,17 +98,15 @@ class Comet:
         self._ticker.clock = clock
         #: set once the daemon is shutting down: new connections are refused
         self.stopping = False
+        #: every connection's count, from admission to release, and the three caps
+        self.admission = Admission(
+            self, self.settings.max_connections_per_session, self.settings.max_connections_per_address
+        )
 
     def admit(self) -> None:
-        """Refuse a new connection when the cap is reached.
-
-        @raise Unavailable: the daemon holds ``max_connections`` already, or is stopping
-            (a client told to reconnect must not be taken back by the daemon going away).
-        """
-        if self.stopping:
-            raise Unavailable("shutting down, reconnect shortly")
-        if len(self.connections) >= self.settings.max_connections:
-            raise Unavailable("too many connections, try again later")
+        """Refuse a new connection at the total cap or once stopping (see
+        :meth:`Admission.check_total`)."""
+        self.admission.check_total()
 
     def add(self, connection: Connection) -> None:
         """Count an open connection."""
@@ -135,10 +138,17 @@ class Comet:
             connection.tick()
 
 
+def socket_ticket(channel: Any) -> Ticket | None:
+    """The count of the socket under an HTTP ``channel``; whoever ends up holding the
+    socket releases it when the connection ends (see :mod:`cherrychat.comet.admission`)."""
+    return getattr(channel, "ticket", None)
+
+
 def release_channel(socket: Any, channel: Any, protocol: object) -> None:
     """Make ``protocol`` the protocol of ``socket`` in place of its HTTP ``channel``, and let
     the channel and its requests go: a held connection needs neither once its response (or
-    WebSocket upgrade) has started."""
+    WebSocket upgrade) has started. The new protocol releases the socket's count (see
+    :func:`socket_ticket`), the channel never hearing of the connection's end."""
     channel.requests = []
     socket.protocol = protocol
 
@@ -170,6 +180,11 @@ class QueueingProducer:
             self.comet.slow_clients_dropped += 1
             self.abort()
 
+    @property
+    def paused(self) -> bool:
+        """Whether the client's socket is full (the client is not reading)."""
+        return self._paused
+
     def pauseProducing(self) -> None:
         """The client's socket is full: queue instead of writing."""
         self._paused = True
@@ -198,7 +213,7 @@ class HTTPStream(QueueingProducer):
     # Thousands of these are held at once: no per-instance dict.
     __slots__ = (
         "framing", "request", "key", "on_close", "_written", "_active", "_stalled_ticks", "_closed",
-        "_chunked", "_wire_key", "_socket",
+        "_chunked", "_wire_key", "_socket", "_socket_ticket",
     )
 
     def __init__(
@@ -219,6 +234,8 @@ class HTTPStream(QueueingProducer):
         self._chunked = False
         self._wire_key = framing.name
         self._socket: Any = None
+        #: the socket's count, once the stream has taken the socket over
+        self._socket_ticket: Ticket | None = None
 
     @property
     def transport_name(self) -> str:
@@ -264,6 +281,8 @@ class HTTPStream(QueueingProducer):
         # request is needed, so the access log gets its line now and both are let go.
         socket = self._socket
         socket.unregisterProducer()
+        # The channel will not hear the connection end: the stream releases its count.
+        self._socket_ticket = socket_ticket(channel)
         release_channel(socket, channel, self)
         socket.registerProducer(self, True)
         channel.factory.log(request)
@@ -397,28 +416,75 @@ class HTTPStream(QueueingProducer):
 
     def _close_hook(self) -> None:
         hook, self.on_close = self.on_close, None
-        if hook is not None:
-            hook()
+        ticket, self._socket_ticket = self._socket_ticket, None
+        try:
+            if hook is not None:
+                hook()
+        finally:
+            if ticket is not None:
+                ticket.release()
 
 
-class StreamResource(Resource):
-    """Renders one streaming response with a given framing."""
+class CometResource(Resource):
+    """What every comet transport's resource shares: it serves one orbit key, resuming
+    after ``last_event_id`` of ``epoch``, and when rendered takes its connection's count
+    (:class:`Admission`) for ``entrance``, which the connection releases when it ends.
+
+    Subclasses start their connection in :meth:`begin`. Without an ``entrance`` nothing is
+    counted (unit tests that render a transport directly).
+    """
 
     isLeaf = True
 
     def __init__(
-        self, comet: Comet, framing: Framing, key: str, last_event_id: int | None, epoch: str | None = None
+        self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None,
+        entrance: Entrance | None = None,
     ):
         super().__init__()
         self.comet = comet
-        self.framing = framing
         self.key = key
         self.last_event_id = last_event_id
         self.epoch = epoch
-        #: called once when the stream ends (the daemon uncounts the connection)
-        self.on_close: Callable[[], None] | None = None
+        self.entrance = entrance
 
-    def render(self, request: IRequest) -> int:  # type: ignore[override]
-        """Start the stream; it ends when the client goes away or the daemon stops."""
-        HTTPStream(self.comet, self.framing, request, self.key, self.on_close).start(self.last_event_id, self.epoch)
+    def admit(self, request: IRequest) -> Callable[[], None] | None:
+        """Take the connection's count; the hook that releases it.
+
+        @raise Refused: a cap was reached since the route checked it.
+        """
+        if self.entrance is None:
+            return None
+        return self.comet.admission.open(self.entrance).release
+
+    def render(self, request: IRequest) -> bytes | int:  # type: ignore[override]
+        """Admit the connection and start it; a cap reached meanwhile is refused."""
+        try:
+            release = self.admit(request)
+        except Refused as error:
+            return render_refusal(request, error)
+        try:
+            self.begin(request, release)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
         return NOT_DONE_YET
+
+    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
+        """Start the connection; it calls ``release`` once when it ends."""
+        raise NotImplementedError
+
+
+class StreamResource(CometResource):
+    """Renders one streaming response with a given framing."""
+
+    def __init__(
+        self, comet: Comet, framing: Framing, key: str, last_event_id: int | None, epoch: str | None = None,
+        entrance: Entrance | None = None,
+    ):
+        super().__init__(comet, key, last_event_id, epoch, entrance)
+        self.framing = framing
+
+    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
+        """Start the stream; it ends when the client goes away or the daemon stops."""
+        HTTPStream(self.comet, self.framing, request, self.key, release).start(self.last_event_id, self.epoch)

@@ -11,10 +11,8 @@ from typing import Callable
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
-from cherrychat.comet.core import Comet, set_stream_headers
+from cherrychat.comet.core import Comet, CometResource, set_stream_headers
 from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
 from cherrychat.hub import Event
 
@@ -92,21 +90,9 @@ class LongPoll:
             hook()
 
 
-class LongPollResource(Resource):
+class LongPollResource(CometResource):
     """Renders one poll."""
 
-    isLeaf = True
-
-    def __init__(self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None):
-        super().__init__()
-        self.comet = comet
-        self.key = key
-        self.last_event_id = last_event_id
-        self.epoch = epoch
-        #: called once when the poll ends (the daemon uncounts the connection)
-        self.on_close: Callable[[], None] | None = None
-
-    def render(self, request: IRequest) -> int:  # type: ignore[override]
+    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
         """Start the poll; it answers later."""
-        LongPoll(self.comet, request, self.key, self.on_close).start(self.last_event_id, self.epoch)
-        return NOT_DONE_YET
+        LongPoll(self.comet, request, self.key, release).start(self.last_event_id, self.epoch)

@@ -3,26 +3,74 @@
 The server pings every heartbeat period and drops a client that did not answer the
 previous ping. Events are framed once per event: a server's frames are not masked, so the
 same bytes go to every connection, written straight to the TCP transport.
+
+The handshake is checked here, in full, before anything is counted or claimed
+(:func:`check_handshake`): every malformed one is a ``400`` with its reason, never a 500.
+A client sends nothing the daemon needs, so what it sends is counted and dropped, never
+buffered: a message past :data:`MAX_MESSAGE_BYTES` or :data:`MAX_FRAGMENTS` frames closes
+the connection with ``1009`` (message too big).
 """
 
 from __future__ import annotations
 
+import re
 import struct
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
+from twisted.web._websocket_impl import _handleEvent, _WebSocketWireProtocol, serverBootstrap
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
-from twisted.web.websocket import WebSocketResource, WebSocketTransport
+from twisted.web.websocket import WebSocketTransport
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection, BytesMessage, Ping, TextMessage
+from wsproto.handshake import H11Handshake
 from zope.interface import implementer
 
-from cherrychat.comet.core import Comet, QueueingProducer, release_channel
-from cherrychat.comet.sending import OUTBOX, plain_tcp
+from cherrychat.comet.admission import Entrance, Ticket, render_refusal
+from cherrychat.comet.core import Comet, CometResource, QueueingProducer, release_channel, socket_ticket
 from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
+from cherrychat.comet.sending import OUTBOX, plain_tcp
+from cherrychat.errors import BadRequest, Refused
 from cherrychat.hub import Event
 
 NAME = "websocket"
 _GOING_AWAY = 1001
+_MESSAGE_TOO_BIG = 1009
+#: bytes of one message a client may send (it is dropped unread: clients send nothing
+#: the daemon needs; browsers send none at all)
+MAX_MESSAGE_BYTES = 4096
+#: frames (fragments) of one message a client may send
+MAX_FRAGMENTS = 16
+_WEBSOCKET_KEY = re.compile(rb"[A-Za-z0-9+/]{22}==")
+
+
+def _tokens(value: bytes | None) -> set[bytes]:
+    return {token.strip().lower() for token in (value or b"").split(b",")}
+
+
+def check_handshake(request: IRequest) -> H11Handshake:
+    """Check a WebSocket upgrade request in full (RFC 6455, 4.2.1) before it reserves
+    anything; the handshake, ready to accept.
+
+    @raise BadRequest: a header of the handshake is missing or wrong.
+    """
+    if _tokens(request.getHeader(b"upgrade")) != {b"websocket"} or b"upgrade" not in _tokens(request.getHeader(b"connection")):
+        raise BadRequest("transport=websocket needs a WebSocket upgrade request")
+    if request.getHeader(b"sec-websocket-version") != b"13":
+        raise BadRequest("unsupported WebSocket version; use 13")
+    if not _WEBSOCKET_KEY.fullmatch(request.getHeader(b"sec-websocket-key") or b""):
+        raise BadRequest("invalid Sec-WebSocket-Key")
+    if not request.getHeader(b"host"):
+        raise BadRequest("the WebSocket handshake needs a Host header")
+    handshake = H11Handshake(ConnectionType.SERVER)
+    headers = [(name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values]
+    try:
+        handshake.initiate_upgrade_connection(headers, request.path)
+    except Exception:  # h11 and wsproto refuse in several ways (bad Host, bad header)
+        raise BadRequest("invalid WebSocket handshake") from None
+    return handshake
 
 
 def text_frame(message: bytes) -> bytes:
@@ -51,11 +99,19 @@ class WebSocketStream(QueueingProducer):
 
     transport_name = NAME
 
-    def __init__(self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None):
+    def __init__(
+        self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None,
+        on_close: Callable[[], None] | None = None, socket_ticket: Ticket | None = None,
+    ):
         super().__init__(comet)
         self.key = key
         self.last_event_id = last_event_id
         self.epoch = epoch
+        #: called once when the connection is lost (the daemon uncounts it)
+        self.on_close = on_close
+        #: the upgraded socket's count: after the upgrade the HTTP channel never hears
+        #: the connection end, so the stream releases it
+        self._socket_ticket = socket_ticket
         self._ws: WebSocketTransport | None = None
         self._awaiting_pong = False
         self._closed = False
@@ -101,9 +157,17 @@ class WebSocketStream(QueueingProducer):
         """Binary messages are ignored too."""
 
     def connectionLost(self, reason: Failure) -> None:
-        """Forget the connection."""
+        """Forget the connection and release its counts."""
         self._closed = True
         self._detach()
+        hook, self.on_close = self.on_close, None
+        ticket, self._socket_ticket = self._socket_ticket, None
+        try:
+            if hook is not None:
+                hook()
+        finally:
+            if ticket is not None:
+                ticket.release()
 
     # -- hub listener ----------------------------------------------------------------
 
@@ -169,17 +233,69 @@ class WebSocketStream(QueueingProducer):
             self.comet.remove(self)
 
 
-class _StreamFactory:
-    """Builds the one :class:`WebSocketStream` of an upgrade request."""
+class BoundedWire(_WebSocketWireProtocol):
+    """Twisted's WebSocket wire protocol, with what a client sends counted and dropped.
 
-    def __init__(self, stream: WebSocketStream):
-        self.stream = stream
+    Twisted buffers a message until it ends, without bound; this daemon reads nothing
+    from its clients, so message data is never kept. A message longer than
+    :data:`MAX_MESSAGE_BYTES` or in more than :data:`MAX_FRAGMENTS` frames closes the
+    connection with 1009. Pings are answered, but not while the client is not reading
+    (they would only grow the unsent buffer).
+    """
 
-    def buildProtocol(self, request: IRequest) -> WebSocketStream:
-        """Hand out the stream prepared for this request."""
-        return self.stream
+    _message_bytes = 0
+    _fragments = 0
+    _refused = False
+
+    def dataReceived(self, data: bytes) -> None:
+        """Parse frames, count messages, hand the rest to Twisted's handlers."""
+        if self._refused:
+            return
+        self._wsconn.receive_data(data)
+        for event in self._wsconn.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                payload = event.data
+                self._message_bytes += len(payload.encode("utf-8") if isinstance(payload, str) else payload)
+                self._fragments += 1 if event.frame_finished else 0
+                if self._message_bytes > MAX_MESSAGE_BYTES or self._fragments > MAX_FRAGMENTS:
+                    self._refused = True
+                    self.loseConnection(_MESSAGE_TOO_BIG, "message too big")
+                    return
+                if event.message_finished:
+                    self._message_bytes = self._fragments = 0
+            elif isinstance(event, Ping) and getattr(self._wsp, "paused", False):
+                continue  # a pong would only grow what the client does not read
+            else:
+                _handleEvent(event, self)
 
 
-def websocket_resource(comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None) -> IResource:
+class WebSocketResource(CometResource):
+    """The upgrade of one WebSocket connection: checked, admitted, then handed to a
+    :class:`WebSocketStream` that releases the connection's counts when it is lost."""
+
+    def render(self, request: IRequest) -> bytes | int:  # type: ignore[override]
+        """Refuse a malformed handshake (400) before anything is counted; else admit."""
+        try:
+            self._handshake = check_handshake(request)
+        except Refused as error:
+            return render_refusal(request, error)
+        return super().render(request)
+
+    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
+        """Accept the upgrade and hand the socket to the stream."""
+        channel: Any = request.channel  # type: ignore[attr-defined]
+        stream = WebSocketStream(self.comet, self.key, self.last_event_id, self.epoch, release, socket_ticket(channel))
+        handshake = self._handshake
+        accept = handshake.send(AcceptConnection())
+        assert handshake.connection is not None
+        wire = BoundedWire(handshake.connection, serverBootstrap, stream)
+        channel._protocolUpgradeForWebsockets(wire)
+        channel.transport.write(accept)
+        stream.negotiationFinished()
+
+
+def websocket_resource(
+    comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None, entrance: Entrance | None = None,
+) -> IResource:
     """The upgrade resource for one WebSocket connection."""
-    return WebSocketResource(_StreamFactory(WebSocketStream(comet, key, last_event_id, epoch)))
+    return WebSocketResource(comet, key, last_event_id, epoch, entrance)

@@ -88,7 +88,7 @@ class TakeOverTests(ChatTestCase):
             client.disconnect()
             yield client.finished()
             yield wait_until(lambda t=transport: not self.held(t), f"the {transport} stream to be let go")
-        counts = self.service.web.limits.connections
+        counts = self.service.comet.admission
         yield wait_until(lambda: not counts.sessions and not counts.addresses, "the connection counts to be released")
 
     @inlineCallbacks

@@ -102,14 +102,14 @@ class Connection:
 class MemoryDaemon:
     """The web side of one daemon, in memory, its timers on ``self.clock``."""
 
-    def __init__(self, testcase: Any, limits: LimitSettings | None = None, origins: tuple[str, ...] = (), token: bytes | None = TOKEN):
+    def __init__(self, testcase: Any, limits: LimitSettings | None = None, origins: tuple[str, ...] = (), token: bytes | None = TOKEN,
+                 comet_settings: CometSettings | None = None):
         self.clock = Clock()
         self.hub = Hub(self.clock)
         self.chat = ChatRoom(self.hub, self.clock, presence_timeout=10)
-        self.comet = Comet(self.hub, self.clock, CometSettings(heartbeat=25, max_connections=50))
+        self.comet = Comet(self.hub, self.clock, comet_settings or CometSettings(heartbeat=25, max_connections=50))
         self.web = ChatWeb(self.chat, self.comet, STATIC, limits=limits, origins=OriginPolicy(origins), publisher=Publisher(token))
         self.site = self.web.site()
-        self.site.timeOut = None  # no idle timer on the global reactor
         # twisted.web.static.File streams through the global cooperator: run it on a Clock.
         self.cooperator_clock = cooperate_on_clock(testcase)
         self.open: list[Connection] = []

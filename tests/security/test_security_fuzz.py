@@ -171,3 +171,117 @@ class RawSocketTests(TestCase):
         self.assertEqual(Answer(received).code, 200)
         self.assertEqual(service.hub.published, 0)
         yield until_connections_closed()  # the aborted ones too, before trial looks
+
+
+# -- WebSocket: handshakes and frames ----------------------------------------------------------
+
+WS_HEADERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "Host": st.one_of(st.sampled_from(["cherrychat.test", "xn--a", "xn--", "[::1]", "127.0.0.1:4700", "", "a b", "é.test", "x" * 300]),
+                          st.text(max_size=20).map(lambda t: t.replace("\r", "").replace("\n", ""))),
+        "Upgrade": st.sampled_from(["websocket", "WebSocket", "websocket, h2c", "h2c", "", "websocket2"]),
+        "Connection": st.sampled_from(["Upgrade", "upgrade", "keep-alive, Upgrade", "x-upgrade", "Upgrade2", "", "close"]),
+        "Sec-WebSocket-Version": st.sampled_from(["13", "8", "", "13, 8", "1" * 40]),
+        "Sec-WebSocket-Key": st.one_of(st.sampled_from(["dGhlIHNhbXBsZSBub25jZQ==", "short", "", "=" * 24]),
+                                       st.binary(min_size=0, max_size=20).map(lambda b: base64.b64encode(b).decode())),
+        "Sec-WebSocket-Extensions": st.sampled_from(["permessage-deflate", "permessage-deflate; client_max_window_bits", "x;;", "\x7f"]),
+        "Sec-WebSocket-Protocol": st.sampled_from(["chat", "", ",,", "a b"]),
+        "Origin": st.sampled_from(["http://cherrychat.test", "http://evil.example", "null"]),
+    },
+)
+
+
+def _frame(fin: bool, rsv: int, opcode: int, masked: bool, payload: bytes, mask: bytes, declared: int | None) -> bytes:
+    """One raw frame, possibly malformed: any opcode and RSV bits, masked or not, and a
+    declared length that may differ from the payload sent."""
+    length = len(payload) if declared is None else declared
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        head += bytes([mask_bit | length])
+    elif length < 65536:
+        head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        head += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
+    if masked:
+        head += mask
+        payload = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+    return head + payload
+
+
+frames = st.builds(
+    _frame,
+    fin=st.booleans(),
+    rsv=st.sampled_from([0, 0, 0, 1, 4, 7]),
+    opcode=st.sampled_from([0x0, 0x1, 0x1, 0x2, 0x8, 0x9, 0xA, 0x3, 0xB]),
+    masked=st.sampled_from([True, True, True, False]),
+    payload=st.one_of(st.binary(max_size=200), st.text(max_size=50).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                      st.integers(min_value=0, max_value=9000).map(lambda n: b"a" * n)),
+    mask=st.binary(min_size=4, max_size=4),
+    declared=st.one_of(st.none(), st.none(), st.sampled_from([0, 125, 126, 65535, 65536, 2**40, 2**63 - 1])),
+)
+
+
+class WebSocketFuzzTests(SynchronousTestCase):
+    """Hypothesis against the WebSocket handshake and, after an accepted one, the frames a
+    client sends: never a 5xx or an exception, every refusal a plain one-line 4xx, no
+    count left behind once the connection is gone, and the watcher still receives."""
+
+    def setUp(self) -> None:
+        self.daemon = MemoryDaemon(self)
+        self.ann = cookie_of(self.daemon.request("GET", "/healthz"))
+        self.watcher = self.daemon.connect()
+        self.watcher.send(f"GET /cherrychat?user=ann&session=w&transport=xhrstream HTTP/1.1\r\nHost: cherrychat.test\r\nCookie: {self.ann}\r\n\r\n".encode())
+        self.assertTrue(self.watcher.received().startswith(b"HTTP/1.1 200 "))
+
+    def counts_are_only_the_watchers(self) -> None:
+        admission = self.daemon.comet.admission
+        self.assertEqual(dict(admission.sessions), {self.ann.split("=", 1)[1]: 1})
+        self.assertEqual(dict(admission.sockets), {"127.0.0.1": 1})
+
+    def after(self) -> None:
+        self.counts_are_only_the_watchers()
+        self.daemon.hub.event(["ann, w, /cherrychat"], "still here")
+        self.assertIn(b"still here", self.watcher.received())
+        self.assertFalse(self.watcher.transport.disconnecting)
+
+    @FUZZ
+    @given(headers=WS_HEADERS, user=st.sampled_from(["ann", "ben", "", "a,b"]))
+    def test_handshakes(self, headers, user) -> None:
+        lines = [f"GET /cherrychat?user={user}&session=s&transport=websocket HTTP/1.1", f"Cookie: {self.ann}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        raw = "\r\n".join(lines).encode("utf-8", "surrogatepass") + b"\r\n\r\n"
+        connection = self.daemon.connect()
+        connection.send(raw)
+        answer = Answer(connection.received())
+        self.assertIsNotNone(answer.code, answer.raw[:300])
+        assert answer.code is not None
+        self.assertTrue(answer.code == 101 or 400 <= answer.code < 500, answer.raw[:300])
+        self.assertNotIn(b"Traceback", answer.raw)
+        if answer.code != 101:
+            self.assertEqual(answer.header(b"content-type"), b"text/plain; charset=utf-8", answer.raw[:300])
+            self.assertEqual(answer.body.count(b"\n"), 1, answer.raw[:300])
+        connection.close()
+        self.daemon.open.remove(connection)
+        self.after()
+
+    @FUZZ
+    @given(sequence=st.lists(st.one_of(frames, st.binary(max_size=64)), max_size=12))
+    def test_frames(self, sequence) -> None:
+        connection = self.daemon.connect()
+        connection.send(f"GET /cherrychat?user=ann&session=f&transport=websocket HTTP/1.1\r\nHost: cherrychat.test\r\nUpgrade: websocket\r\n"
+                        f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        f"Cookie: {self.ann}\r\n\r\n".encode())
+        self.assertTrue(connection.received().startswith(b"HTTP/1.1 101 "))
+        for data in sequence:
+            connection.send(data)  # raises if the daemon does
+        wire = connection.received().partition(b"\r\n\r\n")[2]
+        self.assertNotIn(b"Traceback", wire)
+        if not connection.transport.disconnecting:
+            # Still open: it still gets events.
+            self.daemon.hub.event(["ann, f, /cherrychat"], "to the fuzzer")
+            self.assertIn(b"to the fuzzer", connection.received())
+        connection.close()
+        self.daemon.open.remove(connection)
+        self.after()

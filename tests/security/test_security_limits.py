@@ -165,7 +165,7 @@ class ConnectionLimitTests(DaemonTestCase):
     @inlineCallbacks
     def test_per_session_bound_and_release(self):
         yield self.start("--max-connections-per-session", "2")
-        counts = self.service.web.limits.connections
+        counts = self.service.comet.admission
         ann = yield self.browser()
         first = yield self.connect(ann, "ann", "websocket", session="a")
         second = yield self.connect(ann, "ann", "sse", session="b")
@@ -190,13 +190,19 @@ class ConnectionLimitTests(DaemonTestCase):
     @inlineCallbacks
     def test_per_address_bound(self):
         yield self.start("--max-connections-per-address", "3")
+        # Every connection counts, the browsers' idle keep-alive ones too: each browser
+        # gets its cookie first and closes that connection.
+        browsers = []
+        for _ in range(4):
+            browser = yield self.browser()
+            yield browser.close()
+            browsers.append(browser)
+        yield wait_until(lambda: not self.service.comet.admission.sockets, "the idle connections to close")
         streams = []
         for n in range(3):
-            browser = yield self.browser()
-            streams.append((yield self.connect(browser, f"u{n}", "sse")))
+            streams.append((yield self.connect(browsers[n], f"u{n}", "sse")))
         self.assertEqual([s.status for s in streams], [200] * 3)
-        browser = yield self.browser()
-        refused = yield self.connect(browser, "u3", "websocket")
+        refused = yield self.connect(browsers[3], "u3", "websocket")
         self.assertEqual(refused.status, 429)
         self.assertIsNone(self.service.chat.holder_of("u3"))  # the refusal reserved nothing
 

@@ -192,3 +192,38 @@ class SessionTests(SynchronousTestCase):
         request = make_request()
         sessions.session_of(request)
         self.assertFalse(re.search(rb";\s*secure", request.cookies[0].lower()))
+
+
+class NicknameLookAlikeTests(SynchronousTestCase):
+    """Nicknames are NFKC-normalized; what a reader cannot see, or what turns the text
+    around it, is refused; nickname_identity() is the key of case-insensitive uniqueness."""
+
+    def test_nfkc_folds_compatibility_forms(self):
+        self.assertEqual(validation.nickname("Ａｎｎ"), "Ann")
+        self.assertEqual(validation.nickname("ﬁsh"), "fish")
+        self.assertEqual(validation.nickname("e\u0301"), "\u00e9")  # composed
+
+    def test_invisible_format_and_bidi_characters_are_refused(self):
+        for char in ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u202e", "\u202a", "\u2066",
+                     "\u2069", "\u061c", "\u200e", "\u200f", "\ue000", "\U000f0000", "\u0378", "\u3164",
+                     "\u115f", "\ufe0f", "\U000e0001", "\u034f", "\u180e"]:
+            with self.assertRaises(BadRequest, msg=repr(char)) as caught:
+                validation.nickname(f"an{char}n")
+            self.assertEqual(caught.exception.reason, "nickname contains invisible or text-direction characters")
+
+    def test_nfkc_cannot_smuggle_a_comma_or_a_long_name(self):
+        with self.assertRaises(BadRequest):
+            validation.nickname("a\uff0cb")  # full-width comma becomes a comma
+        with self.assertRaises(BadRequest):
+            validation.nickname("\u3392" * 12)  # each one becomes three characters
+
+    def test_identity_is_case_insensitive_and_normalized(self):
+        self.assertEqual(validation.nickname_identity("Ann"), "ann")
+        self.assertEqual(validation.nickname_identity("ＡＮＮ"), "ann")
+        self.assertEqual(validation.nickname_identity("Straße"), validation.nickname_identity("STRASSE"))
+        self.assertNotEqual(validation.nickname_identity("ann"), validation.nickname_identity("anne"))
+
+    def test_label_limit_refusal(self):
+        error = validation.too_many_labels()
+        self.assertEqual(error.code, 429)
+        self.assertEqual(error.reason, f"too many connection labels for this nickname (at most {validation.MAX_LABELS_PER_NICKNAME})")
