@@ -124,6 +124,54 @@ class ChatRoom:
             raise NotYours(f"{user} belongs to another session")
         return self._publish(message_payload(user, text))
 
+    def rename(self, old: str, new: str, session: str, label: str = "0") -> bool | Deferred:
+        """Rename the member ``old`` of ``session`` to ``new`` in one step.
+
+        The member keeps its membership (nobody is told it left or joined); ``old`` is free
+        at once and every member is told ``OLD is now NEW`` (both escaped). The member's
+        orbit keys become ``new, LABEL, location``: connections under the old name receive
+        nothing more and should reconnect under the new one. Returns ``True`` once renamed
+        (with a hub that stores events: a Deferred firing then), and ``False`` when there is
+        nothing to do because ``new`` is already this session's member (a repeated request).
+
+        @raise NotYours: ``old`` is not a member held by ``session``.
+        @raise Taken: ``new`` is held by another session, or is already another member.
+        """
+        holder = self._nicknames.get(old)
+        target = self._nicknames.get(new)
+        if holder is None or not holder.joined or holder.session != session:
+            if old != new and target is not None and target.joined and target.session == session:
+                return False   # a retry of a rename that went through
+            raise NotYours(f"{old} is not your member" if holder is None or holder.session != session
+                           else f"{old} has not joined")
+        if new == old:
+            return False
+        if target is not None and (target.session != session or target.joined):
+            raise Taken(f"nickname {new} is taken")
+        # A reservation of ``new`` by this session (a connection opened under the new name
+        # before renaming) is folded in: its connections are the renamed member's now.
+        online = set(target.online_keys) if target is not None else set()
+        for reservation in (holder, target):
+            if reservation is not None and reservation.expiry is not None and reservation.expiry.active():
+                reservation.expiry.cancel()
+        del self._nicknames[old]
+        holder.expiry = None
+        holder.online_keys = online
+        holder.labels.add(label)
+        self._nicknames[new] = holder
+        self._member_keys = None
+        for old_label in holder.labels:
+            self.hub.forget(make_key(old, old_label, self.location))
+        if self.membership is not None:
+            self.membership.member_removed(self.location, old)
+            self.membership.member_saved(self.location, new, holder.session, holder.labels)
+        if not online:
+            self._start_expiry(new, holder)
+        published = self._publish(f"{escape(old)} is now {escape(new)}")
+        if isinstance(published, Deferred):
+            return published.addCallback(lambda _: True)
+        return True
+
     def members(self) -> list[str]:
         """The nicknames that joined and have not left, sorted."""
         return sorted(user for user, holder in self._nicknames.items() if holder.joined)

@@ -151,6 +151,18 @@ class Channel:
         """The newest ``limit`` retained events, oldest first: the history."""
         return list(itertools.islice(self.events, max(0, len(self.events) - limit), None))
 
+    def before(self, event_id: int, limit: int) -> list[Event]:
+        """The newest ``limit`` retained events with an id below ``event_id``, oldest
+        first: the page of history just before ``event_id``."""
+        older: list[Event] = []
+        for event in reversed(self.events):
+            if len(older) >= limit:
+                break
+            if event.id < event_id:
+                older.append(event)
+        older.reverse()
+        return older
+
 
 PresenceObserver = Callable[[str, bool], None]
 EventObserver = Callable[[Event], None]

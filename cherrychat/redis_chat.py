@@ -244,6 +244,13 @@ class RedisChatRoom(ChatRoom):
 
         return self.backplane.publish_with(MSG, self.location, keys, args).addCallback(sent)
 
+    def rename(self, old: str, new: str, session: str, label: str = "0") -> bool | Deferred:
+        """Not yet with Redis: renaming would need its own script.
+
+        @raise Unavailable: always.
+        """
+        raise Unavailable("renaming is not available with --redis")
+
     def members(self) -> Deferred:
         """Fires with the nicknames that joined and have not left, sorted, read from Redis."""
         return self._holders().addCallback(

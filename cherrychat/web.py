@@ -225,6 +225,30 @@ class ChatWeb:
         # Answered once the event is published (with a backplane: once it is stored).
         return maybeDeferred(self.chat.msg, user, session, text).addCallback(lambda _: plain(request, "sent"))
 
+    @app.route("/nick", methods=["POST"])
+    def nick(self, request: IRequest) -> Deferred:
+        """Rename the caller's member ``user`` to ``new``: the old name is free at once."""
+        self.origins.check(request)
+        session = session_of(request)
+        self.limits.check_rate(request, session)
+        user = validation.nickname(argument(request, "user"))
+        if not argument(request, "new"):
+            raise BadRequest("missing parameter: new")
+        new = validation.nickname(argument(request, "new"))
+        label = validation.session_label(argument(request, "session"))
+        renaming = maybeDeferred(self.chat.rename, user, new, session, label)
+
+        def renamed(done: Any) -> bytes:
+            # Connections still open under the old name would hear nothing more, and the
+            # name may go to someone else: send them away (a page reconnects as it wants).
+            for connection in list(self.comet.connections):
+                key = getattr(connection, "key", "")
+                if key.startswith(user + ", ") and key.endswith(", " + self.chat.location):
+                    connection.close_for_restart()
+            return plain(request, "renamed" if done else "already renamed")
+
+        return renaming.addCallback(renamed)
+
     @app.route("/cherrychat", methods=["GET"])
     def comet_connection(self, request: IRequest) -> Deferred:
         """The comet connection of orbit key ``user, session, /cherrychat``."""
@@ -295,9 +319,11 @@ class ChatWeb:
 
     @app.route("/history", methods=["GET"])
     def history(self, request: IRequest) -> bytes:
-        """The room's recent events, oldest first."""
+        """The room's recent events, oldest first; with ``before=ID``, those just before ID."""
         limit = validation.positive_int(argument(request, "limit"), "limit", 50, 1000)
-        events = self.comet.hub.channel(self.chat.location).recent(limit)
+        before = validation.positive_int(argument(request, "before"), "before", 0, validation.MAX_EVENT_ID)
+        channel = self.comet.hub.channel(self.chat.location)
+        events = channel.before(before, limit) if before else channel.recent(limit)
         return as_json(
             request,
             {"events": [{"id": e.id, "time": e.time, "payload": e.payload} for e in events]},
