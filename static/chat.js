@@ -148,18 +148,29 @@
     els.nickcancel.hidden = !renaming;
   }
 
+  /**
+   * Focus `el` once the current key event is over: Enter on a button clicks it on keydown,
+   * and its keypress would otherwise reach the newly focused field (submitting the
+   * nickname form, or adding a line to the composer).
+   */
+  function focusLater(el, select) {
+    setTimeout(function () {
+      el.focus();
+      if (select) el.select();
+    }, 0);
+  }
+
   function openEditor() {
     state.editing = true;
     els.nickname.value = state.nickname || '';
     showIdentity();
-    els.nickname.focus();
-    els.nickname.select();
+    focusLater(els.nickname, true);
   }
 
   function closeEditor(focusChange) {
     state.editing = false;
     showIdentity();
-    if (focusChange) els.changenick.focus();
+    if (focusChange) focusLater(els.changenick);
   }
 
   // -------------------------------------------------------------------------------
@@ -516,11 +527,15 @@
 
   /** The top of the conversation: a button for older messages, or where history starts. */
   function showEdge() {
+    var hadFocus = document.activeElement === els.older;
     var any = !!firstEventEl();
     els.older.hidden = !any || state.reachedStart;
     els.historyStart.hidden = !any || !state.reachedStart;
-    els.older.disabled = state.loadingOlder;
+    // Not `disabled` while loading: a disabled button would drop the keyboard focus.
+    els.older.setAttribute('aria-disabled', state.loadingOlder ? 'true' : 'false');
     els.older.textContent = state.loadingOlder ? 'Loading older messages…' : 'Load older messages';
+    // A keyboard user whose button went away stays in the conversation.
+    if (els.older.hidden && hadFocus) els.box.focus();
   }
 
   /** Load the page of history before the oldest event shown, keeping the view still. */
@@ -893,7 +908,7 @@
 
   els.toastClose.addEventListener('click', function () {
     clearNotice();
-    (els.chat.disabled ? els.nickname : els.chat).focus();
+    focusLater(els.chat.disabled ? els.nickname : els.chat);
   });
 
   els.older.addEventListener('click', loadOlder);
@@ -901,7 +916,7 @@
   els.jump.addEventListener('click', function () {
     scrollToEnd();
     hideJump();
-    (els.chat.disabled ? els.box : els.chat).focus();
+    focusLater(els.chat.disabled ? els.box : els.chat);
   });
 
   els.box.addEventListener('scroll', function () {
