@@ -816,8 +816,10 @@
   /** Grow the field with its lines (up to its CSS max-height) and count bytes near the limit. */
   function composerChanged() {
     var field = els.chat;
+    var follow = nearBottom();   // a growing composer must not hide the newest messages
     field.style.height = 'auto';
     field.style.height = field.scrollHeight + 2 + 'px';
+    if (follow) scrollToEnd();
     var bytes = utf8Length(field.value);
     var over = bytes > MAX_MESSAGE_BYTES;
     els.bytecount.textContent = bytes >= COUNT_FROM_BYTES
