@@ -548,8 +548,16 @@
       var events = data && Array.isArray(data.events) ? data.events : [];
       if (state.oldestId !== before) return;   // the box was reloaded meanwhile
       events = events.filter(function (e) { return typeof e.id === 'number' && e.id < before; });
+      // What the reader looks at stays where it is: measure it before, put it back after.
+      var ref = firstEventEl();
+      var refTop = ref.getBoundingClientRect().top;
+      els.box.setAttribute('aria-busy', 'true');
       if (events.length < HISTORY_LIMIT) state.reachedStart = true;
       if (events.length) prependEvents(events);
+      state.loadingOlder = false;
+      showEdge();
+      els.box.scrollTop += ref.getBoundingClientRect().top - refTop;
+      els.box.removeAttribute('aria-busy');
     }, function () { /* try again on the next scroll */ }).then(function () {
       state.loadingOlder = false;
       showEdge();
@@ -558,8 +566,6 @@
 
   function prependEvents(events) {
     var box = els.box;
-    var heightBefore = box.scrollHeight;
-    var topBefore = box.scrollTop;
     var anchor = els.edge.nextElementSibling;   // the first day separator of what is shown
     var fragment = document.createDocumentFragment();
     var prev = null, prevDay = null;
@@ -575,7 +581,6 @@
       prev = el;
       prevDay = day;
     });
-    box.setAttribute('aria-busy', 'true');
     box.insertBefore(fragment, anchor);
     // Where the old top meets the new part: one day separator, one group.
     if (anchor && anchor.classList && anchor.classList.contains('day') &&
@@ -585,8 +590,6 @@
       if (next && continues(prev, next)) next.classList.remove('first');
     }
     state.oldestId = events[0].id;
-    box.scrollTop = topBefore + (box.scrollHeight - heightBefore);
-    box.removeAttribute('aria-busy');
   }
 
   function flushPending() {
