@@ -398,12 +398,23 @@
     var day = el.getAttribute('data-day');
     var prevDay = prev ? prev.getAttribute('data-day') : lastDayShown();
     if (day && day !== prevDay) {
+      relabelDays();   // a page left open past midnight: "Today" became "Yesterday"
       els.box.appendChild(daySeparator(new Date(Number(el.getAttribute('data-time')) * 1000)));
       prev = null;
     }
     if (breakGroup || !continues(prev, el)) el.classList.add('first');
     els.box.appendChild(el);
     els.box.classList.remove('empty');
+  }
+
+  function relabelDays() {
+    var days = els.box.querySelectorAll('.day');
+    for (var i = 0; i < days.length; i++) {
+      var parts = (days[i].getAttribute('data-day') || '').split('-').map(Number);
+      if (parts.length === 3) {
+        days[i].firstChild.textContent = dayLabel(new Date(parts[0], parts[1] - 1, parts[2]));
+      }
+    }
   }
 
   function lastDayShown() {
