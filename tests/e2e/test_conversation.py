@@ -101,6 +101,38 @@ class ConversationTests(BrowserTestCase):
         self.assertLess(sizes[0], sizes[1])
         self.assertPageClean(page)
 
+    def test_day_labels_follow_midnight(self) -> None:
+        """A page left open past midnight: yesterday's "Today" becomes "Yesterday"."""
+        daemon = self.start_daemon()
+        ben = self.open_page(daemon.url)
+        ben.join("ben")
+        ben.say("late at night")
+        now = datetime.now().astimezone()
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        before_midnight = midnight - timedelta(minutes=1)
+        context = self.browser.context()
+
+        def yesterday(route) -> None:
+            # The events so far happened just before midnight.
+            response = route.fetch()
+            data = response.json()
+            for event in data["events"]:
+                event["time"] = (before_midnight - timedelta(seconds=30)).timestamp()
+            route.fulfill(response=response, body=json.dumps(data))
+
+        context.route(re.compile(r".*/history\?limit=50$"), yesterday)
+        page = context.new_page()
+        page.clock.set_fixed_time(before_midnight)   # the browser's clock; timers keep running
+        page.goto(f"{localhost(daemon.url)}/static/chat.html")
+        page.wait_for_function("() => document.querySelectorAll('#box .event').length === 2")
+        self.assertEqual(page.evaluate(DAYS_JS), ["Today"])
+        page.clock.set_fixed_time(now)               # midnight passes
+        page.fill("#nickname", "ann")
+        page.click("#nickbutton")
+        ben.say("good morning")
+        page.wait_for_function("() => document.querySelectorAll('#box .event').length === 4")
+        self.assertEqual(page.evaluate(DAYS_JS), ["Yesterday", "Today"])
+
     def test_groups_live_in_two_windows(self) -> None:
         daemon = self.start_daemon()
         ann = self.open_page(localhost(daemon.url))
