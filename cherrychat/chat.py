@@ -90,6 +90,9 @@ class Room(Protocol):
     def members(self) -> Deferred:
         """Fires with the members' nicknames, sorted."""
 
+    def rename(self, old: str, new: str, session: str, label: str = "0") -> Deferred:
+        """Rename a member of ``session``; fires with whether it was renamed now."""
+
     def keys_of(self, session: str) -> list[str]:
         """The keys ``session`` reads with (for the history's targeted events)."""
 
@@ -215,6 +218,69 @@ class ChatRoom:
     def members(self) -> Deferred:
         """Fires with the nicknames that joined and have not left, sorted."""
         return succeed(sorted(holder.name for holder in self._nicknames.values() if holder.joined))
+
+    def rename(self, old: str, new: str, session: str, label: str = "0") -> Deferred:
+        """Rename the member ``old`` of ``session`` to ``new`` in one step.
+
+        The member keeps its membership (nobody is told it left or joined); ``old`` is free
+        at once and every member is told ``OLD is now NEW`` (both escaped), in a notice
+        whose ``presence`` says ``old`` left and ``new`` joined. The member's orbit keys
+        become ``new, LABEL, location``, members since the same id: connections under the
+        old name receive nothing more and should reconnect under the new one. Fires with
+        ``True`` once stored, and with ``False`` when there is nothing to do because
+        ``new`` is already this session's member (a repeated request).
+
+        Fails with :class:`NotYours` when ``old`` is not a member held by ``session``, and
+        with :class:`Taken` when ``new`` is held by another session or is another member.
+        """
+        try:
+            self.hub.check_open()
+        except Refused as refusal:
+            return fail(refusal)
+        holder = self._nicknames.get(identity(old))
+        target = self._nicknames.get(identity(new))
+        if holder is None or not holder.joined or holder.session != session:
+            if target is not None and target is not holder and target.joined and target.session == session:
+                return succeed(False)  # a retry of a rename that went through
+            return fail(NotYours(f"{old} is not your member" if holder is None or holder.session != session
+                                 else f"{old} has not joined"))
+        if new == holder.name:
+            return succeed(False)
+        if target is not None and target is not holder and (target.session != session or target.joined):
+            return fail(nickname_taken(new, Taken))
+        # A reservation of ``new`` by this session (a connection opened under the new name
+        # before renaming) is folded in: its connections are the renamed member's now.
+        online = set(target.online_keys) if target is not None and target is not holder else set()
+        for reservation in (holder, target):
+            if reservation is not None and reservation.expiry is not None and reservation.expiry.active():
+                reservation.expiry.cancel()
+            if reservation is not None:
+                reservation.expiry = None
+        old_name = holder.name
+        old_keys = [make_key(old_name, old_label, self.location) for old_label in holder.labels]
+        since = min((s for s in map(self.hub.member_since, old_keys) if s is not None), default=None)
+        for key in old_keys:
+            self.hub.expel(key)
+        self.hub.release(self.location, old_name)
+        del self._nicknames[identity(old_name)]
+        holder.name = new
+        holder.online_keys = online
+        holder.labels.add(label)
+        self._nicknames[identity(new)] = holder
+        self.hub.hold(self.location, new)
+        for new_label in holder.labels:
+            self.hub.admit(make_key(new, new_label, self.location), since)
+        if not online:
+            self._start_expiry(holder)
+        steps = []
+        if self.membership is not None:
+            steps.append(self.membership.member_removed(self.location, old_name))
+        steps.append(self._save(holder, since if since is not None else self.hub.channel(self.location).next_id))
+        # Gathered joins and leaves first, then the rename, in order.
+        self._presence.flush_pending()
+        presence = {"joined": [new], "left": [old_name], "joined_count": 1, "left_count": 1}
+        steps.append(self.hub.broadcast(self.location, f"{escape(old_name)} is now {escape(new)}", presence))
+        return _first_failure(steps).addCallback(lambda _: True)
 
     def holder_of(self, user: str) -> str | None:
         """The session holding ``user``, or ``None`` when the nickname is free."""

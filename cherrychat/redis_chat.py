@@ -362,6 +362,10 @@ class RedisChatRoom:
 
         return self.backplane.publish_with(MSG, self.location, keys, args).addCallback(sent)
 
+    def rename(self, old: str, new: str, session: str, label: str = "0") -> Deferred:
+        """Not yet with Redis (renaming needs its own script): fails with a 503."""
+        return fail(Unavailable("renaming is not available with --redis"))
+
     def members(self) -> Deferred:
         """Fires with the nicknames that joined and have not left, sorted, read from Redis
         (so exact on every daemon)."""

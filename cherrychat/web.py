@@ -241,8 +241,28 @@ class ChatWeb:
         """Send a message to every member, as the caller's own nickname only."""
         session, user, _ = self._speaker(request)
         text = validation.message(argument(request, "msg"))
-        # Answered once the event is published (with a backplane: once it is stored).
+        # Answered once the event is stored.
         return maybeDeferred(self.chat.msg, user, session, text).addCallback(lambda _: plain(request, "sent"))
+
+    @app.route("/nick", methods=["POST"])
+    def nick(self, request: IRequest) -> Deferred:
+        """Rename the caller's member ``user`` to ``new``: the old name is free at once."""
+        session, user, label = self._speaker(request)
+        if not argument(request, "new"):
+            raise BadRequest("missing parameter: new")
+        new = validation.nickname(argument(request, "new"))
+        renaming = maybeDeferred(self.chat.rename, user, new, session, label)
+
+        def renamed(done: Any) -> bytes:
+            # Connections still open under the old name would hear nothing more, and the
+            # name may go to someone else: send them away (a page reconnects as it wants).
+            for connection in list(self.comet.connections):
+                key = getattr(connection, "key", "")
+                if key.startswith(user + ", ") and key.endswith(", " + self.chat.location):
+                    connection.close_for_restart()
+            return plain(request, "renamed" if done else "already renamed")
+
+        return renaming.addCallback(renamed)
 
     @app.route("/cherrychat", methods=["GET"])
     def comet_connection(self, request: IRequest) -> Deferred:
@@ -296,15 +316,15 @@ class ChatWeb:
 
     @app.route("/history", methods=["GET"])
     def history(self, request: IRequest) -> bytes:
-        """The room's recent events that the caller may read, oldest first; ``before=ID``
-        pages back."""
+        """The room's recent events that the caller may read, oldest first; with
+        ``before=ID``, those just before ID."""
         limit = validation.positive_int(argument(request, "limit"), "limit", 50, 1000)
-        before = validation.event_id(argument(request, "before"), "before")
+        before = validation.positive_int(argument(request, "before"), "before", 0, validation.MAX_EVENT_ID)
         hub = self.comet.hub
         keys = self.chat.keys_of(session_of(request))
-        events = hub.channel(self.chat.location).recent(limit, before, lambda event: hub.readable(event, keys))
+        readable = hub.channel(self.chat.location).recent(limit, before or None, lambda event: hub.readable(event, keys))
         # At most MAX_HISTORY_BYTES of events: an answer left unread costs little.
-        return json_body(request, history_json([history_item(event) for event in events]))
+        return json_body(request, history_json([history_item(event) for event in readable]))
 
     # -- refusals ------------------------------------------------------------------
 

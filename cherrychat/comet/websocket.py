@@ -26,6 +26,7 @@ from twisted.web.websocket import WebSocketTransport
 from wsproto import ConnectionType
 from wsproto.events import AcceptConnection, BytesMessage, Ping, TextMessage
 from wsproto.handshake import H11Handshake
+from wsproto.utilities import LocalProtocolError
 from zope.interface import implementer
 
 from cherrychat.comet.admission import Entrance, Ticket, render_refusal
@@ -215,7 +216,12 @@ class WebSocketStream(QueueingProducer):
         self._closed = True
         self._detach()
         OUTBOX.flush_one(self._ws.transport)  # type: ignore[attr-defined]
-        self._ws.loseConnection(_GOING_AWAY)
+        try:
+            self._ws.loseConnection(_GOING_AWAY)
+        except LocalProtocolError:
+            # The client closed first (its close frame is in, the socket not yet gone):
+            # no close frame may follow, only the socket's end.
+            self._ws.transport.loseConnection()  # type: ignore[attr-defined]
 
     def abort(self) -> None:
         """Drop the connection at once (a slow or dead client), discarding what is queued."""

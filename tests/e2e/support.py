@@ -67,6 +67,19 @@ def require_browser() -> None:
     raise SkipTest(reason)
 
 
+AXE_SCRIPT = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_source() -> str:
+    """axe-core's script (installed from npm by scripts/test); skip, or fail in CI, without it."""
+    if AXE_SCRIPT.is_file():
+        return AXE_SCRIPT.read_text(encoding="utf-8")
+    reason = f"the accessibility checks need axe-core at {AXE_SCRIPT} (./scripts/test installs it)"
+    if in_ci():
+        raise AssertionError(reason + " (CI=true: a missing dependency is a failure)")
+    raise SkipTest(reason)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -394,6 +407,23 @@ class ChatPage:
             timeout=timeout,
         )
         return self.page.text_content("#status") or ""
+
+    def accessibility_violations(self, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict]:
+        """Run axe-core on the page as it is now; its violations of the given impacts.
+
+        The script is evaluated through the DevTools protocol, which the page's
+        Content-Security-Policy does not govern, so the page is checked under its own CSP.
+        """
+        if not self.page.evaluate("() => typeof window.axe === 'object'"):
+            self.page.evaluate(axe_source())
+        violations = self.page.evaluate(
+            """async () => {
+                const result = await axe.run(document, {resultTypes: ['violations']});
+                return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                    nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}));
+            }"""
+        )
+        return [v for v in violations if v["impact"] in impacts]
 
     def screenshot(self, name: str) -> None:
         SCREENSHOTS.mkdir(exist_ok=True)

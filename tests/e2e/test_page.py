@@ -160,7 +160,8 @@ class PageTests(BrowserTestCase):
         ann.page.wait_for_function("() => document.querySelectorAll('#box .event').length === 3")
         width = ann.page.evaluate("() => document.scrollingElement.scrollWidth")
         self.assertLessEqual(width, PHONE["width"])
-        for selector in ("#nickname", "#nickbutton", "#chat", "#chatbutton", "#box"):
+        # After joining the nickname form gives way to "You are ann · change".
+        for selector in ("#whoami", "#changenick", "#chat", "#chatbutton", "#box"):
             box = ann.page.locator(selector).bounding_box()
             self.assertIsNotNone(box, selector)
             self.assertGreaterEqual(box["x"], 0, selector)

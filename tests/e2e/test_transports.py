@@ -17,6 +17,9 @@ HOSTILE_MESSAGES = [
     "\u202eمرحبا بالعالم — שלום עולם",
     "🍒🎉 👩🏽‍💻 ok",
     "<b>bold?</b> &amp; <i onmouseover=alert(1)>x</i>",
+    "javascript:alert(1) [x](javascript:alert(1)) <a href=\"javascript:alert(1)\">y</a> https://example.org/ok",
+    "\u202edesrever ton https://example.org/\u202e",
+    "W" * 4096,   # 4 KiB of one word
 ]
 
 
@@ -81,6 +84,19 @@ class TransportChecks:
                 "() => Array.from(document.querySelectorAll('#members li'), e => e.textContent)"
             )
             self.assertEqual(sorted(members), sorted(HOSTILE_NICKNAMES))
+            # Only http(s) text becomes a link, and a safe one; names and texts are isolated.
+            links = page.page.evaluate(
+                "() => Array.from(document.querySelectorAll('#box a'), a => [a.protocol, a.rel, a.target])")
+            self.assertEqual(links, [["https:", "noopener noreferrer", "_blank"]] * 2)
+            isolated = page.page.evaluate(
+                "() => Array.from(document.querySelectorAll('#box .event.message'), e =>"
+                " e.querySelector('.sender').tagName + ' ' + e.querySelector('.text').dir)")
+            self.assertEqual(set(isolated), {"BDI auto"})
+            # Nothing widens the page or the conversation.
+            widths = page.page.evaluate(
+                "() => [document.scrollingElement.scrollWidth - window.innerWidth,"
+                " document.getElementById('box').scrollWidth - document.getElementById('box').clientWidth]")
+            self.assertEqual(widths, [0, 0])
         self.assertPageClean(one, two)
 
 

@@ -26,9 +26,9 @@ FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 ROUTES = ["/", "/static", "/static/", "/static/chat.html", "/static/orbited.js", "/static/../setup.cfg",
-          "/healthz", "/join", "/msg", "/cherrychat", "/who", "/history", "/event", "/nowhere", "//", "/%ff", "/static/%2e%2e/x"]
+          "/healthz", "/join", "/msg", "/nick", "/cherrychat", "/who", "/history", "/event", "/nowhere", "//", "/%ff", "/static/%2e%2e/x"]
 METHODS = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "get", "BREW", "G\x01T"]
-NAMES = ["user", "msg", "session", "transport", "last_event_id", "epoch", "limit", "keys", "payload", "ie_nocache", "x"]
+NAMES = ["user", "msg", "session", "transport", "last_event_id", "epoch", "limit", "before", "keys", "payload", "ie_nocache", "x"]
 TRANSPORTS = ["websocket", "sse", "xhrstream", "iframe", "longpoll", "", "carrier"]
 
 

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 from wsproto.frame_protocol import FrameProtocol, Opcode
+from wsproto.utilities import LocalProtocolError
 
 from cherrychat.comet import Comet, CometSettings, messages
 from cherrychat.comet.longpoll import LongPoll, LongPollResource
@@ -227,6 +228,9 @@ class FakeTCP:
     def abortConnection(self) -> None:
         self.aborted += 1
 
+    def loseConnection(self) -> None:
+        self.lost = getattr(self, "lost", 0) + 1
+
     def unregisterProducer(self) -> None:
         self.producer = None
 
@@ -362,6 +366,19 @@ class WebSocketStreamTests(TransportTestCase):
         self.comet.stop()
         self.assertEqual(self.received(ws)[-1], {"type": "reconnect"})
         self.assertEqual(ws.closed_with, 1001)
+        self.assertEqual(self.comet.connections, set())
+
+    def test_closing_after_the_client_closed_first(self):
+        # The client's close frame is in, its socket not yet gone: wsproto refuses a
+        # second close frame, and the stream ends the socket instead of raising.
+        stream, ws = self.connect()
+
+        def closed_already(code: int = 1000) -> None:
+            raise LocalProtocolError("Event CloseConnection cannot be sent in state ConnectionState.CLOSED.")
+
+        ws.loseConnection = closed_already  # type: ignore[method-assign]
+        stream.close_for_restart()
+        self.assertEqual(ws.transport.lost, 1)
         self.assertEqual(self.comet.connections, set())
 
     def test_client_text_is_ignored(self):
