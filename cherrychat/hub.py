@@ -197,11 +197,11 @@ class Channel:
         self.next_id = max(self.next_id, self.last_id)
         if event.is_notice:
             self.notices.append(event)
-            if len(self.notices) > self.max_notices:
+            while len(self.notices) > self.max_notices:
                 self.notices.popleft()
         else:
             self.messages.append(event)
-            if len(self.messages) > self.max_events:
+            while len(self.messages) > self.max_events:
                 self.dropped_through = self.messages.popleft().id
 
     def restore(self, events: Iterable[Event], last_id: int) -> None:

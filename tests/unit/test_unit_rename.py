@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,11 +24,13 @@ class RecordingMembership:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def member_saved(self, location, user, session, labels) -> None:
+    def member_saved(self, location, user, session, labels, since):
         self.calls.append(("saved", user, session, sorted(labels)))
+        return succeed(None)
 
-    def member_removed(self, location, user) -> None:
+    def member_removed(self, location, user):
         self.calls.append(("removed", user))
+        return succeed(None)
 
 
 class RenameTests(SynchronousTestCase):
@@ -36,6 +39,12 @@ class RenameTests(SynchronousTestCase):
         self.hub = Hub(self.clock)
         self.membership = RecordingMembership()
         self.chat = ChatRoom(self.hub, self.clock, presence_timeout=TIMEOUT, membership=self.membership)
+
+    def members(self) -> list[str]:
+        return self.successResultOf(self.chat.members())
+
+    def rename(self, old: str, new: str, session: str, label: str = "0"):
+        return self.successResultOf(self.chat.rename(old, new, session, label))
 
     def history(self) -> list[str]:
         return [event.payload for event in self.hub.channel(CHAT_LOCATION).recent(1000)]
@@ -48,34 +57,35 @@ class RenameTests(SynchronousTestCase):
 
     def member(self, user: str, session: str) -> Recorder:
         listener = self.connect(user, session)
-        self.chat.join(user, session)
+        self.successResultOf(self.chat.join(user, session))
+        self.clock.advance(1)  # the presence window: the join notice goes out
         return listener
 
     def test_rename_tells_the_room_and_keeps_membership(self) -> None:
         self.member("ann", A)
         ben = self.member("ben", B)
-        self.assertIs(self.chat.rename("ann", "anna", A, "0"), True)
+        self.assertIs(self.rename("ann", "anna", A, "0"), True)
         self.assertEqual(self.history(), ["ann joined", "ben joined", "ann is now anna"])
         self.assertEqual(ben.payloads[-1], "ann is now anna")
-        self.assertEqual(self.chat.members(), ["anna", "ben"])
+        self.assertEqual(self.members(), ["anna", "ben"])
         self.assertEqual(self.chat.holder_of("anna"), A)
         # The renamed member speaks under the new name at once; the old name is no one's.
         self.chat.msg("anna", A, "hello")
         self.assertEqual(self.history()[-1], "<b>anna</b> hello")
-        self.assertRaises(NotYours, self.chat.msg, "ann", A, "as the old name")
+        self.failureResultOf(self.chat.msg("ann", A, "as the old name"), NotYours)
         self.assertEqual(self.membership.calls[-2:], [("removed", "ann"), ("saved", "anna", A, ["0"])])
 
     def test_the_old_name_is_free_at_once(self) -> None:
         self.member("ann", A)
-        self.chat.rename("ann", "anna", A)
+        self.rename("ann", "anna", A)
         self.assertIsNone(self.chat.holder_of("ann"))
-        self.assertTrue(self.chat.join("ann", B))   # no wait for the presence timeout
-        self.assertEqual(self.chat.members(), ["ann", "anna"])
+        self.assertTrue(self.successResultOf(self.chat.join("ann", B)))   # no wait for the presence timeout
+        self.assertEqual(self.members(), ["ann", "anna"])
 
     def test_events_after_the_rename_go_to_the_new_keys(self) -> None:
         old = self.member("ann", A)
         self.member("ben", B)
-        self.chat.rename("ann", "anna", A)
+        self.rename("ann", "anna", A)
         self.assertIn(key("anna"), self.chat.member_keys())
         self.assertNotIn(key("ann"), self.chat.member_keys())
         seen = len(old.events)
@@ -88,80 +98,80 @@ class RenameTests(SynchronousTestCase):
 
     def test_names_are_escaped(self) -> None:
         self.member("<i>", A)
-        self.chat.rename("<i>", "&b", A)
+        self.rename("<i>", "&b", A)
         self.assertEqual(self.history()[-1], "&lt;i&gt; is now &amp;b")
 
     def test_a_name_held_by_another_session_is_refused(self) -> None:
         self.member("ann", A)
         self.member("ben", B)
         before = self.history()
-        self.assertRaises(Taken, self.chat.rename, "ann", "ben", A)
+        self.failureResultOf(self.chat.rename("ann", "ben", A), Taken)
         self.connect("zed", B)   # reserved by B's connection, not joined
-        self.assertRaises(Taken, self.chat.rename, "ann", "zed", A)
+        self.failureResultOf(self.chat.rename("ann", "zed", A), Taken)
         self.assertEqual(self.history(), before)
-        self.assertEqual(self.chat.members(), ["ann", "ben"])
+        self.assertEqual(self.members(), ["ann", "ben"])
 
     def test_only_the_holder_renames(self) -> None:
         self.member("ann", A)
         before = self.history()
-        self.assertRaises(NotYours, self.chat.rename, "ann", "anna", B)
-        self.assertRaises(NotYours, self.chat.rename, "nobody", "anna", B)
+        self.failureResultOf(self.chat.rename("ann", "anna", B), NotYours)
+        self.failureResultOf(self.chat.rename("nobody", "anna", B), NotYours)
         self.connect("kim", B)   # claimed but not joined
-        self.assertRaises(NotYours, self.chat.rename, "kim", "kimberly", B)
+        self.failureResultOf(self.chat.rename("kim", "kimberly", B), NotYours)
         self.assertEqual(self.history(), before)
         self.assertEqual(self.chat.holder_of("ann"), A)
 
     def test_renaming_to_another_own_member_is_refused(self) -> None:
         self.member("ann", A)
         self.member("ann2", A)
-        self.assertRaises(Taken, self.chat.rename, "ann", "ann2", A)
-        self.assertEqual(self.chat.members(), ["ann", "ann2"])
+        self.failureResultOf(self.chat.rename("ann", "ann2", A), Taken)
+        self.assertEqual(self.members(), ["ann", "ann2"])
 
     def test_a_repeated_rename_changes_nothing(self) -> None:
         self.member("ann", A)
-        self.chat.rename("ann", "anna", A)
+        self.rename("ann", "anna", A)
         before = self.history()
-        self.assertIs(self.chat.rename("ann", "anna", A), False)   # the answer was lost
-        self.assertIs(self.chat.rename("anna", "anna", A), False)
+        self.assertIs(self.rename("ann", "anna", A), False)   # the answer was lost
+        self.assertIs(self.rename("anna", "anna", A), False)
         self.assertEqual(self.history(), before)
 
     def test_own_reservation_of_the_new_name_is_folded_in(self) -> None:
         old = self.member("ann", A)
         new = self.connect("anna", A)        # the page connected under the new name first
         self.hub.unsubscribe(key("ann"), old)
-        self.assertTrue(self.chat.rename("ann", "anna", A))
+        self.assertTrue(self.rename("ann", "anna", A))
         self.clock.advance(TIMEOUT * 3)
-        self.assertEqual(self.chat.members(), ["anna"])   # online under the new name: stays
+        self.assertEqual(self.members(), ["anna"])   # online under the new name: stays
         self.assertIn("ann is now anna", new.payloads)
 
     def test_renamed_member_without_a_connection_leaves_after_the_timeout(self) -> None:
         self.member("ben", B)                   # someone to be told
         old = self.member("ann", A)
-        self.chat.rename("ann", "anna", A)
+        self.rename("ann", "anna", A)
         self.hub.unsubscribe(key("ann"), old)   # the page closes its old connection ...
         self.clock.advance(TIMEOUT - 1)
-        self.assertEqual(self.chat.members(), ["anna", "ben"])
+        self.assertEqual(self.members(), ["anna", "ben"])
         self.clock.advance(2)                   # ... and never comes back as anna
-        self.assertEqual(self.chat.members(), ["ben"])
+        self.assertEqual(self.members(), ["ben"])
         self.assertEqual(self.history()[-1], "anna left")
         self.assertEqual(self.history().count("ann left"), 0)
 
     def test_renamed_member_who_reconnects_stays(self) -> None:
         old = self.member("ann", A)
-        self.chat.rename("ann", "anna", A)
+        self.rename("ann", "anna", A)
         self.hub.unsubscribe(key("ann"), old)
         self.connect("anna", A)
         self.clock.advance(TIMEOUT * 5)
-        self.assertEqual(self.chat.members(), ["anna"])
+        self.assertEqual(self.members(), ["anna"])
         self.assertNotIn("anna left", self.history())
 
     def test_the_old_names_leave_timer_does_not_fire(self) -> None:
         old = self.member("ann", A)
         self.hub.unsubscribe(key("ann"), old)   # ann's leave timer starts
         self.clock.advance(TIMEOUT / 2)
-        self.chat.rename("ann", "anna", A)
+        self.rename("ann", "anna", A)
         self.connect("anna", A)
         self.chat.join("ann", B)                # someone else takes the old name
         self.clock.advance(TIMEOUT * 2)
-        self.assertEqual(self.chat.members(), ["anna"])   # ben's "ann" never connected
+        self.assertEqual(self.members(), ["anna"])   # ben's "ann" never connected
         self.assertNotIn("anna left", self.history())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cherrychat.redis_chat import RedisChatRoom
-from test_unit_web import WebTestCase
+from tests.unit.test_unit_web import WebTestCase
 
 
 class NickTests(WebTestCase):
@@ -98,9 +98,11 @@ class HistoryBeforeTests(WebTestCase):
     def test_only_retained_events(self):
         channel = self.hub.channel(self.chat.location)
         channel.max_events = 3
-        channel.restore([], channel.last_id)   # keeps 8, 9, 10
-        self.assertEqual(self.ids("?before=10"), [8, 9])
-        self.assertEqual(self.ids("?before=8"), [])
+        self.chat.msg("ann", self.ann.session, "m11")   # messages 9, 10, 11 are retained
+        # The join notice is retained apart from the messages (presence never pushes the
+        # conversation out), so it is still there before them.
+        self.assertEqual(self.ids("?before=11"), [1, 9, 10])
+        self.assertEqual(self.ids("?before=9"), [1])
 
     def test_bad_before(self):
         for before in ["abc", "0", "-1", "1.5", "9" * 10, "%ff", "1e3"]:
