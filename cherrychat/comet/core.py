@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from cherrychat.comet.admission import Admission, Entrance, Ticket, render_refusal
 from cherrychat.comet.framing import Framing
-from cherrychat.comet.messages import RECONNECT, open_message, reset_message
+from cherrychat.comet.messages import RECONNECT, cached, opening
 from cherrychat.comet.sending import OUTBOX, plain_tcp
 from cherrychat.errors import Refused
 from cherrychat.hub import Event, Hub, Subscription
@@ -289,20 +289,13 @@ class HTTPStream(QueueingProducer):
         self.request = None
 
     def _opening(self, subscription: Subscription) -> bytes:
-        frame = self.framing.frame
-        parts = [frame(open_message(subscription.cursor, self.comet.hub.epoch))]
-        if subscription.gap:
-            parts.append(frame(reset_message(subscription.cursor)))
-        parts.extend(self.framing.frame_event(event) for event in subscription.backlog)
-        return b"".join(parts)
+        return b"".join(opening(subscription, self.comet.hub.epoch, self.framing.frame, self.framing.frame_event))
 
     # -- hub listener ----------------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
         """Write one live event, its wire bytes built once for all streams of this transport."""
-        wire = event.frames.get(self._wire_key)
-        if wire is None:
-            wire = event.frames[self._wire_key] = self._wire(self.framing.frame_event(event))
+        wire = cached(event, self._wire_key, lambda e: self._wire(self.framing.frame_event(e)))
         self.comet.delivered += 1
         self._send_wire(wire)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cherrychat.comet.messages import HEARTBEAT, event_message
+from cherrychat.comet.messages import HEARTBEAT, cached, event_message
 from cherrychat.hub import Event
 
 
@@ -28,10 +28,7 @@ class Framing:
 
     def frame_event(self, event: Event) -> bytes:
         """The frame of ``event``, built once per event and transport, then cached."""
-        frame = event.frames.get(self.name)
-        if frame is None:
-            frame = event.frames[self.name] = self.frame(event_message(event), event.id)
-        return frame
+        return cached(event, self.name, lambda e: self.frame(event_message(e), e.id))
 
     def heartbeat(self) -> bytes:
         """The frame sent on an idle stream."""

@@ -13,10 +13,14 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.web.iweb import IRequest
 
 from cherrychat.comet.core import Comet, CometResource, set_stream_headers
-from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
+from cherrychat.comet.messages import RECONNECT, event_message, opening
 from cherrychat.hub import Event
 
 CONTENT_TYPE = b"application/json"
+
+
+def _as_is(message: bytes) -> bytes:
+    return message
 
 
 class LongPoll:
@@ -40,11 +44,9 @@ class LongPoll:
         subscription = self.comet.hub.subscribe(self.key, self, last_event_id, epoch)
         self.comet.add(self)
         self.request.notifyFinish().addBoth(lambda _: self._detach())
-        if last_event_id is None:
-            self._pending.append(open_message(subscription.cursor, self.comet.hub.epoch))
-        if subscription.gap:
-            self._pending.append(reset_message(subscription.cursor))
-        self._pending.extend(event_message(event) for event in subscription.backlog)
+        # A resuming poll carries no ``open``: the client has it from its first poll.
+        self._pending = opening(subscription, self.comet.hub.epoch, _as_is, event_message,
+                                announce=last_event_id is None)
         if self._pending:
             self._answer()
         else:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 
-from cherrychat.hub import Event
+from typing import Callable
+
+from cherrychat.hub import Event, Subscription
 
 _JSON_KEY = "json"
 _encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
@@ -27,15 +29,38 @@ def encode_payload(payload: str) -> bytes:
     return _encoder.encode(payload).translate(_HTML_SAFE).encode("ascii")
 
 
+def cached(event: Event, name: str, build: Callable[[Event], bytes]) -> bytes:
+    """``event``'s wire bytes called ``name``, built by ``build`` once per event and kept
+    on it, so that one event costs one encoding per transport however many receive it.
+    The only place that reads or fills an event's frame cache."""
+    wire = event.frames.get(name)
+    if wire is None:
+        wire = event.frames[name] = build(event)
+    return wire
+
+
+def _event_json(event: Event) -> bytes:
+    message: dict[str, object] = {"type": "event", "id": event.id, "time": event.time, "data": event.payload}
+    if event.presence is not None:
+        message["presence"] = event.presence
+    return encode(message)
+
+
 def event_message(event: Event) -> bytes:
     """The ``event`` message of ``event``, encoded once and cached on the event."""
-    encoded = event.frames.get(_JSON_KEY)
-    if encoded is None:
-        message: dict[str, object] = {"type": "event", "id": event.id, "time": event.time, "data": event.payload}
-        if event.presence is not None:
-            message["presence"] = event.presence
-        encoded = event.frames[_JSON_KEY] = encode(message)
-    return encoded
+    return cached(event, _JSON_KEY, _event_json)
+
+
+def opening(subscription: Subscription, epoch: str, frame: Callable[[bytes], bytes],
+            frame_event: Callable[[Event], bytes], announce: bool = True) -> list[bytes]:
+    """What every connection starts with, in its transport's frames: ``open`` (unless
+    ``announce`` is false: a long-poll that resumes), a ``reset`` when events were
+    missed, then the backlog."""
+    parts = [frame(open_message(subscription.cursor, epoch))] if announce else []
+    if subscription.gap:
+        parts.append(frame(reset_message(subscription.cursor)))
+    parts.extend(frame_event(event) for event in subscription.backlog)
+    return parts
 
 
 def open_message(cursor: int, epoch: str) -> bytes:

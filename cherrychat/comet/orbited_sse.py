@@ -14,7 +14,7 @@ each payload's JSON in a ``message`` event.
 from __future__ import annotations
 
 from cherrychat.comet.framing import Framing
-from cherrychat.comet.messages import encode_payload
+from cherrychat.comet.messages import cached, encode_payload
 from cherrychat.hub import Event
 
 COMMENT = b":\n\n"
@@ -33,10 +33,7 @@ class OrbitedSSEFraming(Framing):
 
     def frame_event(self, event: Event) -> bytes:
         """One ``orbited`` event; the JSON is one line (line breaks are escaped in it)."""
-        frame = event.frames.get(self.name)
-        if frame is None:
-            frame = event.frames[self.name] = b"Event: orbited\ndata: " + encode_payload(event.payload) + b"\n\n"
-        return frame
+        return cached(event, self.name, lambda e: b"Event: orbited\ndata: " + encode_payload(e.payload) + b"\n\n")
 
     def heartbeat(self) -> bytes:
         """Orbited's ping event."""

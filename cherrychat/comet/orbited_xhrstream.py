@@ -14,7 +14,7 @@ client throw on ``ping`` or loop on the doubled boundary.) The client reconnects
 from __future__ import annotations
 
 from cherrychat.comet.framing import Framing
-from cherrychat.comet.messages import encode_payload
+from cherrychat.comet.messages import cached, encode_payload
 from cherrychat.hub import Event
 
 BOUNDARY = b"\r\n|O|\r\n"
@@ -35,10 +35,7 @@ class OrbitedXHRStreamFraming(Framing):
 
     def frame_event(self, event: Event) -> bytes:
         """The payload as a JSON string, then the boundary; built once per event."""
-        frame = event.frames.get(self.name)
-        if frame is None:
-            frame = event.frames[self.name] = encode_payload(event.payload) + BOUNDARY
-        return frame
+        return cached(event, self.name, lambda e: encode_payload(e.payload) + BOUNDARY)
 
 
 FRAMING = OrbitedXHRStreamFraming()

@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from cherrychat.comet.admission import Entrance, Ticket, render_refusal
 from cherrychat.comet.core import Comet, CometResource, QueueingProducer, release_channel, socket_ticket
-from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
+from cherrychat.comet.messages import RECONNECT, cached, event_message, opening
 from cherrychat.comet.sending import OUTBOX, plain_tcp
 from cherrychat.errors import BadRequest, Refused
 from cherrychat.hub import Event
@@ -88,10 +88,7 @@ def text_frame(message: bytes) -> bytes:
 
 def frame_event(event: Event) -> bytes:
     """The text frame of ``event``, built once per event and cached."""
-    frame = event.frames.get(NAME)
-    if frame is None:
-        frame = event.frames[NAME] = text_frame(event_message(event))
-    return frame
+    return cached(event, NAME, lambda e: text_frame(event_message(e)))
 
 
 @implementer(IPushProducer)
@@ -141,11 +138,7 @@ class WebSocketStream(QueueingProducer):
             # The upgraded channel only forwards to the WebSocket protocol now (a few KiB
             # per connection, see docs/BENCHMARKS.md).
             release_channel(socket, channel, self._ws)
-        parts = [text_frame(open_message(subscription.cursor, self.comet.hub.epoch))]
-        if subscription.gap:
-            parts.append(text_frame(reset_message(subscription.cursor)))
-        parts.extend(frame_event(event) for event in subscription.backlog)
-        self._send_wire(b"".join(parts))
+        self._send_wire(b"".join(opening(subscription, self.comet.hub.epoch, text_frame, frame_event)))
 
     def pongReceived(self, payload: bytes) -> None:
         """The client is alive."""
@@ -174,9 +167,8 @@ class WebSocketStream(QueueingProducer):
 
     def deliver(self, event: Event) -> None:
         """Write the event's frame, shared by every WebSocket connection."""
-        frame = event.frames.get(NAME)
         self.comet.delivered += 1
-        self._send_wire(frame if frame is not None else frame_event(event))
+        self._send_wire(frame_event(event))
 
     def _send_wire(self, frame: bytes) -> None:
         if self._closed or self._ws is None:
