@@ -223,8 +223,7 @@ class ChatRoom:
         """Rename the member ``old`` of ``session`` to ``new`` in one step.
 
         The member keeps its membership (nobody is told it left or joined); ``old`` is free
-        at once and every member is told ``OLD is now NEW`` (both escaped), in a notice
-        whose ``presence`` says ``old`` left and ``new`` joined. The member's orbit keys
+        at once and every member is told ``OLD is now NEW`` (both escaped). The member's orbit keys
         become ``new, LABEL, location``, members since the same id: connections under the
         old name receive nothing more and should reconnect under the new one. Fires with
         ``True`` once stored, and with ``False`` when there is nothing to do because
@@ -276,10 +275,10 @@ class ChatRoom:
         if self.membership is not None:
             steps.append(self.membership.member_removed(self.location, old_name))
         steps.append(self._save(holder, since if since is not None else self.hub.channel(self.location).next_id))
-        # Gathered joins and leaves first, then the rename, in order.
+        # Gathered joins and leaves first, then the rename, in order. It is said in the
+        # conversation (pages read "OLD is now NEW" and ask /who), not as a presence notice.
         self._presence.flush_pending()
-        presence = {"joined": [new], "left": [old_name], "joined_count": 1, "left_count": 1}
-        steps.append(self.hub.broadcast(self.location, f"{escape(old_name)} is now {escape(new)}", presence))
+        steps.append(self.hub.broadcast(self.location, f"{escape(old_name)} is now {escape(new)}"))
         return _first_failure(steps).addCallback(lambda _: True)
 
     def holder_of(self, user: str) -> str | None:

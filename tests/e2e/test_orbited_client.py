@@ -9,6 +9,10 @@ daemon, and the events are published by pyorbited's interface over ``--orbit-lis
 
 from __future__ import annotations
 
+import re
+import time
+import urllib.request
+
 from cherrychat.pyorbited.simple import Client
 
 from tests.e2e.base import BrowserTestCase, localhost
@@ -23,11 +27,25 @@ PAGE = """<!DOCTYPE html>
 PAYLOADS = ['<b>ann</b> "quotes" & \\ back', "caf\u00e9 \u2603 \u2028 line", "third"]
 
 
+def wait_for_connection(metrics_port: int, transport: str, timeout: float = WAIT_MS / 1000) -> None:
+    """Wait, bounded in time, until the daemon's /metrics counts a connection of ``transport``."""
+    line = re.compile(rb'^cherrychat_connections\{transport="' + re.escape(transport.encode()) + rb'"\} (\d+)', re.M)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as answer:  # noqa: S310
+            found = line.search(answer.read())
+        if found and float(found.group(1)) >= 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {transport} connection reached the daemon")
+
+
 class OrbitedClientTests(BrowserTestCase):
     def receive_over(self, transport: str, host=lambda url: url) -> None:
         script = require(orbited_js).read_bytes()
-        orbit_port = free_port()
-        daemon = self.start_daemon(extra=["--orbit-listen", f"tcp:{orbit_port}"])
+        orbit_port, metrics_port = free_port(), free_port()
+        daemon = self.start_daemon(extra=["--orbit-listen", f"tcp:{orbit_port}",
+                                          "--metrics-listen", f"tcp:{metrics_port}:interface=127.0.0.1"])
         base = host(daemon.url)
         page = self.browser.context().new_page()
         errors: list[str] = []
@@ -38,9 +56,11 @@ class OrbitedClientTests(BrowserTestCase):
         page.route(f"{base}/legacy/orbited-0.3.2.js", lambda route: route.fulfill(body=script, content_type="text/javascript"))
         page.goto(f"{base}/legacy/page.html")
         page.evaluate(f"() => Orbited.connect(chat_event, 'ann', '/cherrychat', '0', '{transport}')")
+        # An event to a nickname nobody holds yet is read by nobody (as with Orbited, which
+        # dropped it): publish once the page's connection holds "ann".
+        wait_for_connection(metrics_port, transport)
         publisher = Client("127.0.0.1", orbit_port, timeout=10)
         self.addCleanup(publisher.disconnect)
-        # The first event waits in ann's queue if her stream is not up yet.
         for payload in PAYLOADS:
             publisher.event(["ann, 0, /cherrychat"], payload)
         try:
