@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daemon-source", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--py-spy", type=Path, default=None, help="sample CherryChat's fan-out with this py-spy")
     parser.add_argument("--port", type=int, default=18900)
+    parser.add_argument("--gc-stats", type=Path, default=None,
+                        help="a directory with a sitecustomize.py to put on the daemon's path (GC timing)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and the raw profile here")
     args = parser.parse_args(argv)
     settings = Settings(heartbeat=5.0, idle_s=1.0, messages=args.messages, chat_s=1.0, quiet_s=5.0)
@@ -44,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp).mkdir(parents=True, exist_ok=True)
             for port, name in enumerate(args.servers.split(","), start=args.port):
                 server: Server = CherryChat(args.daemon_source.resolve()) if name == "cherrychat" else Nchan()
+                if args.gc_stats is not None and isinstance(server, CherryChat):
+                    extra = str(args.gc_stats)
+                    server.env = lambda: {"PYTHONPATH": f"{args.daemon_source.resolve()}:{extra}"}  # type: ignore[method-assign]
                 hook = None
                 if args.py_spy is not None and name == "cherrychat":
                     spy = args.py_spy

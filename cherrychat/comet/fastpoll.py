@@ -88,13 +88,16 @@ class FastPolls:
         self.limits = limits
         self.default_headers = dict(default_headers)
         self.headers = HeaderBlock(default_headers, comet.clock)
-        #: polls answered by the fast path, and requests it passed on, since start
+        #: polls answered by the fast path, and polls it passed on to the route, since start
         self.served = 0
         self.passed = 0
 
     def offer(self, request: Any, regular: Callable[[], None]) -> None:
         """Serve ``request`` here when it is a plain poll that the comet route would
         accept; else call ``regular`` (the regular route)."""
+        if request.path != COMET_PATH or _first(request.args, b"transport") != b"longpoll":
+            regular()
+            return
         params = self._plain_poll(request)
         if params is None:
             self.passed += 1
@@ -135,13 +138,11 @@ class FastPolls:
         claiming.addBoth(claimed)
 
     def _plain_poll(self, request: Any) -> tuple[str, str, str, int | None, str | None, str] | None:
-        """What the comet route would make of ``request``, when it would accept it
+        """What the comet route would make of poll ``request``, when it would accept it
         (before the claim) and it needs nothing the fast path does not do; else ``None``."""
-        if request.path != COMET_PATH or request.method != b"GET" or request.clientproto != b"HTTP/1.1":
+        if request.method != b"GET" or request.clientproto != b"HTTP/1.1":
             return None
         args = request.args
-        if _first(args, b"transport") != b"longpoll":
-            return None
         presented = request.getCookie(COOKIE_NAME)
         if presented is None:
             return None
@@ -283,6 +284,8 @@ def fast_poll_requests(base: type[RequestClass], polls: FastPolls) -> type[Reque
     """A subclass of the site's request class ``base`` whose plain polls ``polls`` serves."""
 
     class FastPollRequest(base):  # type: ignore[valid-type, misc]
+        #: the fast path (its counters say how many polls it served)
+        fast_polls = polls
         fast_poll: FastLongPoll | None = None
 
         def process(self) -> None:
