@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from cherrychat import validation
 from cherrychat.chat import Room
 from cherrychat.comet import Comet, connection_resource
-from cherrychat.comet.fastpoll import FastPolls, fast_poll_requests
+from cherrychat.comet.fastpoll import FastPolls, address_caching_channels, fast_poll_requests
 from cherrychat.errors import BadRequest, Refused
 from cherrychat.hub import Event, InvalidKey, make_key
 from cherrychat.limits import Limits, LimitSettings, channel_factory, request_factory
@@ -175,7 +175,8 @@ class ChatWeb:
         # Plain long polls are answered by the comet layer, the rest by the resource below.
         factory = fast_poll_requests(factory, FastPolls(self.chat, self.comet, self.limits, DEFAULT_HEADERS))
         site = (Site if access_log else QuietSite)(self.resource(), requestFactory=factory)
-        site.protocol = channel_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal)  # type: ignore[assignment]
+        channel = address_caching_channels(channel_factory(self.limits.settings, DEFAULT_HEADERS, self._count_refusal))
+        site.protocol = channel  # type: ignore[assignment]
         site.displayTracebacks = False
         return site
 

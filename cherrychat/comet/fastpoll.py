@@ -42,6 +42,8 @@ log = Logger()
 
 COMET_PATH = b"/cherrychat"
 CONTENT_TYPE = b"application/json"
+#: nicknames remembered as valid; the table is emptied when it holds this many
+MAX_REMEMBERED_NICKNAMES = 100_000
 
 
 def _canonical(name: bytes) -> bytes:
@@ -88,6 +90,7 @@ class FastPolls:
         self.limits = limits
         self.default_headers = dict(default_headers)
         self.headers = HeaderBlock(default_headers, comet.clock)
+        self._valid_nicknames: set[str] = set()
         #: polls answered by the fast path, and polls it passed on to the route, since start
         self.served = 0
         self.passed = 0
@@ -137,6 +140,17 @@ class FastPolls:
 
         claiming.addBoth(claimed)
 
+    def _nickname(self, value: str | None) -> str:
+        # A poller sends the same nickname with every poll: checked once, remembered
+        # (a bounded table, emptied when full).
+        if value is not None and value in self._valid_nicknames:
+            return value
+        user = validation.nickname(value)
+        if len(self._valid_nicknames) >= MAX_REMEMBERED_NICKNAMES:
+            self._valid_nicknames.clear()
+        self._valid_nicknames.add(user)
+        return user
+
     def _plain_poll(self, request: Any) -> tuple[str, str, str, int | None, str | None, str] | None:
         """What the comet route would make of poll ``request``, when it would accept it
         (before the claim) and it needs nothing the fast path does not do; else ``None``."""
@@ -151,7 +165,7 @@ class FastPolls:
             session = session_of(request)
             if request.cookies:
                 return None  # the cookie was not a token: the regular route sets a new one
-            user = validation.nickname(_text(args, b"user"))
+            user = self._nickname(_text(args, b"user"))
             label = validation.session_label(_text(args, b"session"))
             last_event_id = validation.event_id(_text(args, b"last_event_id"))
             epoch = validation.epoch(_text(args, b"epoch"))
@@ -278,6 +292,32 @@ class FastLongPoll:
 
 
 RequestClass = TypeVar("RequestClass", bound=Request)
+ChannelClass = TypeVar("ChannelClass")
+
+
+def address_caching_channels(base: type[ChannelClass]) -> type[ChannelClass]:
+    """A subclass of the site's channel class ``base`` that asks its transport for the
+    peer's and its own address once, not for every request (twisted.web asks both when
+    each request arrives, and a poller sends one request per event)."""
+
+    parent: Any = base
+
+    class AddressCachingChannel(parent):  # type: ignore[valid-type, misc]
+        _peer_address: Any = None
+        _host_address: Any = None
+
+        def getPeer(self) -> Any:
+            if self._peer_address is None:
+                self._peer_address = parent.getPeer(self)
+            return self._peer_address
+
+        def getHost(self) -> Any:
+            if self._host_address is None:
+                self._host_address = parent.getHost(self)
+            return self._host_address
+
+    AddressCachingChannel.__name__ = AddressCachingChannel.__qualname__ = parent.__name__
+    return AddressCachingChannel  # type: ignore[return-value]
 
 
 def fast_poll_requests(base: type[RequestClass], polls: FastPolls) -> type[RequestClass]:

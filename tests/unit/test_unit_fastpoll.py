@@ -22,6 +22,7 @@ from twisted.web.server import Site
 
 from cherrychat.chat import ChatRoom
 from cherrychat.comet import Comet, CometSettings
+from cherrychat.comet import fastpoll
 from cherrychat.comet.fastpoll import FastPolls, HeaderBlock
 from cherrychat.hub import Hub
 from cherrychat.limits import LimitSettings, channel_factory, request_factory
@@ -370,3 +371,30 @@ class HeaderBlockTests(SynchronousTestCase):
         clock.advance(61)
         self.assertIn(b"Date: Thu, 01 Jan 1970 00:01:01 GMT\r\n", block.response(b"[]", close=True))
         self.assertTrue(block.response(b"[1]", close=True).endswith(b"Connection: close\r\n\r\n[1]"))
+
+
+class CachesTests(SynchronousTestCase):
+    def test_a_channel_asks_its_transport_for_addresses_once(self):
+        d = Daemon(fast=True)
+        self.addCleanup(d.close)
+        protocol, transport = d.connect(peer="127.0.0.9")
+        asked = []
+        original = transport.getPeer
+        transport.getPeer = lambda: asked.append(1) or original()  # type: ignore[method-assign]
+        d.join("ann", ANN)  # another connection
+        for _ in range(3):
+            d.send(protocol, poll_url(), ANN)
+        self.assertEqual(asked, [1])
+        self.assertEqual(protocol.getPeer().host, "127.0.0.9")
+        self.assertEqual(d.polls.served, 3)
+
+    def test_remembered_nicknames_are_bounded(self):
+        d = Daemon(fast=True)
+        self.addCleanup(d.close)
+        self.patch(fastpoll, "MAX_REMEMBERED_NICKNAMES", 3)
+        for n in range(7):
+            d.get(poll_url(user=f"u{n}"), new_token())
+            self.assertLessEqual(len(d.polls._valid_nicknames), 3)
+        self.assertEqual(d.polls.served, 7)
+        # A remembered nickname is still checked against its holder.
+        self.assertEqual(d.get(poll_url(user="u6"), ANN).status, 403)
