@@ -29,7 +29,7 @@ from twisted.web.http import datetimeToString
 from twisted.web.server import Request
 
 from cherrychat import validation
-from cherrychat.chat import Room
+from cherrychat.chat import ChatRoom, Room
 from cherrychat.comet.core import Comet
 from cherrychat.comet.messages import RECONNECT, event_message, open_message, reset_message
 from cherrychat.comet.sending import send_now
@@ -107,6 +107,10 @@ class FastPolls:
             regular()
             return
         session, user, key, last_event_id, epoch, address = params
+        if self._holds(user, session):
+            # The nickname is this session's already: claiming it again changes nothing.
+            self._serve(request, regular, session, key, last_event_id, epoch, address)
+            return
         try:
             claiming = self.chat.claim(user, session)
         except Exception:  # noqa: BLE001 - the regular route reports what went wrong
@@ -123,22 +127,31 @@ class FastPolls:
                 return
             if request._disconnected:
                 return  # the client left while the claim was asked (a backplane's round trip)
-            try:
-                release = self.limits.connections.open(session, address)
-            except Refused:
-                self.passed += 1
-                regular()
-                return
-            self.served += 1
-            poll = FastLongPoll(self, request, key, release)
-            request.fast_poll = poll
-            try:
-                poll.start(last_event_id, epoch)
-            except Exception:  # noqa: BLE001 - a bug: logged, a bare 500 as the route's
-                log.failure("long poll {uri} failed", uri=request.uri)
-                poll.fail()
+            self._serve(request, regular, session, key, last_event_id, epoch, address)
 
         claiming.addBoth(claimed)
+
+    def _holds(self, user: str, session: str) -> bool:
+        """Whether the in-process room says, at once, that ``session`` holds ``user``
+        (a room shared over Redis is always asked through its claim)."""
+        return isinstance(self.chat, ChatRoom) and self.chat.holder_of(user) == session
+
+    def _serve(self, request: Any, regular: Callable[[], None], session: str, key: str,
+               last_event_id: int | None, epoch: str | None, address: str) -> None:
+        try:
+            release = self.limits.connections.open(session, address)
+        except Refused:
+            self.passed += 1
+            regular()
+            return
+        self.served += 1
+        poll = FastLongPoll(self, request, key, release)
+        request.fast_poll = poll
+        try:
+            poll.start(last_event_id, epoch)
+        except Exception:  # noqa: BLE001 - a bug: logged, a bare 500 as the route's
+            log.failure("long poll {uri} failed", uri=request.uri)
+            poll.fail()
 
     def _nickname(self, value: str | None) -> str:
         # A poller sends the same nickname with every poll: checked once, remembered

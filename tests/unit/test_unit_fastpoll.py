@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -76,13 +77,14 @@ class Response:
 class Daemon:
     """The web side of one daemon, with or without the fast path."""
 
-    def __init__(self, fast: bool, limits: LimitSettings | None = None, max_connections: int = 50):
+    def __init__(self, fast: bool, limits: LimitSettings | None = None, max_connections: int = 50,
+                 room: Any = None):
         self.clock = Clock()
         self.clock.advance(1_764_000_000)
         self.hub = Hub(self.clock)
         self.chat = ChatRoom(self.hub, self.clock, presence_timeout=10)
         self.comet = Comet(self.hub, self.clock, CometSettings(heartbeat=25, max_connections=max_connections))
-        self.web = ChatWeb(self.chat, self.comet, STATIC, limits=limits)
+        self.web = ChatWeb(room(self.chat) if room else self.chat, self.comet, STATIC, limits=limits)
         if fast:
             self.site = self.web.site()
         else:
@@ -359,6 +361,64 @@ class FastPathTestCase(SynchronousTestCase):
         self.assertEqual(d.chat.holder_of("ann"), BEN)
         self.assertEqual(d.get(poll_url(), ANN).status, 403)
         self.assertEqual(d.polls.served, 1)
+
+
+class SlowClaims:
+    """A room whose claims answer later, as a room shared over Redis does."""
+
+    def __init__(self, room: ChatRoom):
+        self.room = room
+        self.location = room.location
+        self.pending: list[tuple[Deferred, str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.room, name)
+
+    def claim(self, user: str, session: str) -> Deferred:
+        waiting: Deferred = Deferred()
+        self.pending.append((waiting, user, session))
+        return waiting
+
+    def answer(self) -> None:
+        pending, self.pending = self.pending, []
+        for waiting, user, session in pending:
+            self.room.claim(user, session).chainDeferred(waiting)
+
+
+class SlowClaimTests(SynchronousTestCase):
+    def test_a_poll_waits_for_the_claim_then_is_served_or_refused(self):
+        d = Daemon(fast=True, room=SlowClaims)
+        self.addCleanup(d.close)
+        room = d.web.chat
+        d.chat.join("ann", ANN)
+        protocol, transport = d.connect()
+        d.send(protocol, poll_url(), ANN)
+        self.assertEqual((transport.value(), d.polls.served), (b"", 0))
+        room.answer()
+        self.assertEqual(Response(transport.value()).status, 200)
+        self.assertEqual(d.polls.served, 1)
+        # Another session: the claim fails later, and the regular route refuses (its own
+        # claim answers later too).
+        protocol, transport = d.connect()
+        d.send(protocol, poll_url(), BEN)
+        room.answer()
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(d.polls.passed, 1)
+        room.answer()
+        answer = Response(transport.value())
+        self.assertEqual((answer.status, answer.body), (403, b"nickname ann is taken\n"))
+
+    def test_a_client_that_left_during_the_claim_is_not_served(self):
+        d = Daemon(fast=True, room=SlowClaims)
+        self.addCleanup(d.close)
+        d.chat.join("ann", ANN)
+        protocol, transport = d.connect()
+        d.send(protocol, poll_url(last_event_id=d.head()), ANN)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        d.web.chat.answer()
+        self.assertEqual((d.polls.served, d.comet.connections, d.hub.listener_count("ann, 0, /cherrychat")),
+                         (0, set(), 0))
+        self.assertEqual(d.web.limits.connections.sessions, {})
 
 
 class HeaderBlockTests(SynchronousTestCase):
