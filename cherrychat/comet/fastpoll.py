@@ -119,14 +119,14 @@ class FastPolls:
             return
 
         def claimed(result: object) -> None:
+            if request._disconnected:
+                return  # the client left while the claim was asked (a backplane's round trip)
             if isinstance(result, Failure):
                 # Refused (another session holds the nickname) or failed: the regular
                 # route asks again and answers as it always does.
                 self.passed += 1
                 regular()
                 return
-            if request._disconnected:
-                return  # the client left while the claim was asked (a backplane's round trip)
             self._serve(request, regular, session, key, last_event_id, epoch, address)
 
         claiming.addBoth(claimed)
@@ -167,6 +167,8 @@ class FastPolls:
     def _plain_poll(self, request: Any) -> tuple[str, str, str, int | None, str | None, str] | None:
         """What the comet route would make of poll ``request``, when it would accept it
         (before the claim) and it needs nothing the fast path does not do; else ``None``."""
+        # HTTP/1.1 only: the answer is written as HTTP/1.1 bytes on the connection
+        # (HTTP/1.0 closes after each answer, HTTP/2 frames its own; HEAD has no body).
         if request.method != b"GET" or request.clientproto != b"HTTP/1.1":
             return None
         args = request.args
