@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from cherrychat import validation
 from cherrychat.chat import Room
 from cherrychat.comet import Comet, Entrance, connection_resource
+from cherrychat.fastpoll import FastPolls, address_caching_channels, fast_poll_requests
 from cherrychat.cors import allow_listed_origin
 from cherrychat.errors import BadRequest, Refused
 from cherrychat.history import history_json
@@ -170,12 +171,15 @@ class ChatWeb:
         per-address connection count; without ``access_log``, no log line per request."""
         settings = self.limits.settings
         factory = request_factory(settings, DEFAULT_HEADERS, self._count_refusal)
+        # Plain long polls are answered by the comet layer, the rest by the resource below.
+        factory = fast_poll_requests(factory, FastPolls(self.chat, self.comet, self.limits, DEFAULT_HEADERS))
         site = (Site if access_log else QuietSite)(
             self.resource(), requestFactory=factory, timeout=settings.idle_timeout, reactor=reactor or self.comet.clock
         )
-        site.protocol = channel_factory(  # type: ignore[assignment]
-            settings, DEFAULT_HEADERS, self._count_refusal, self.comet.admission
+        channel = address_caching_channels(
+            channel_factory(settings, DEFAULT_HEADERS, self._count_refusal, self.comet.admission)
         )
+        site.protocol = channel  # type: ignore[assignment]
         site.displayTracebacks = False
         return site
 

@@ -19,7 +19,8 @@ from cherrychat.hub import Event
 CONTENT_TYPE = b"application/json"
 
 
-def _as_is(message: bytes) -> bytes:
+def as_is(message: bytes) -> bytes:
+    """A long-poll's messages need no frame: the answer is their JSON array."""
     return message
 
 
@@ -45,7 +46,7 @@ class LongPoll:
         self.comet.add(self)
         self.request.notifyFinish().addBoth(lambda _: self._detach())
         # A resuming poll carries no ``open``: the client has it from its first poll.
-        self._pending = opening(subscription, self.comet.hub.epoch, _as_is, event_message,
+        self._pending = opening(subscription, self.comet.hub.epoch, as_is, event_message,
                                 announce=last_event_id is None)
         if self._pending:
             self._answer()
