@@ -240,8 +240,10 @@ _HELP: dict[Path, str] = {}
 def daemon_help(source: Path) -> str:
     """``twistd cherrychat --help`` of the daemon in ``source`` (asked once per run)."""
     if source not in _HELP:
+        # From ``source`` itself: ``python -m`` puts the working directory first on the
+        # path, ahead of PYTHONPATH, and another checkout there would answer instead.
         result = subprocess.run([sys.executable, "-m", "twisted", "cherrychat", "--help"], capture_output=True,
-                                text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(source)})
+                                text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(source)}, cwd=source)
         _HELP[source] = result.stdout
     return _HELP[source]
 

@@ -28,6 +28,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
@@ -217,13 +218,13 @@ class HTTPStream(QueueingProducer):
     )
 
     def __init__(
-        self, comet: Comet, framing: Framing, request: IRequest, key: str,
+        self, comet: Comet, framing: Framing, request: Request, key: str,
         on_close: Callable[[], None] | None = None,
     ):
         super().__init__(comet)
         self.framing = framing
         #: the request until the stream takes its socket over (see :meth:`_take_over`)
-        self.request: IRequest | None = request
+        self.request: Request | None = request
         self.key = key
         #: called once when the stream ends, however it ends
         self.on_close = on_close
@@ -275,7 +276,7 @@ class HTTPStream(QueueingProducer):
             request.notifyFinish().addBoth(self._finished)
         self._send(self.framing.prelude + self._opening(subscription))
 
-    def _take_over(self, request: IRequest, channel: Any) -> None:
+    def _take_over(self, request: Request, channel: Any) -> None:
         # The stream becomes the socket's protocol and producer. The channel had stopped
         # its idle timer for the request and reads on only to buffer; nothing else of the
         # request is needed, so the access log gets its line now and both are let go.
@@ -449,7 +450,7 @@ class CometResource(Resource):
             return None
         return self.comet.admission.open(self.entrance).release
 
-    def render(self, request: IRequest) -> bytes | int:  # type: ignore[override]
+    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
         """Admit the connection and start it; a cap reached meanwhile is refused."""
         try:
             release = self.admit(request)
@@ -463,7 +464,7 @@ class CometResource(Resource):
             raise
         return NOT_DONE_YET
 
-    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
+    def begin(self, request: Request, release: Callable[[], None] | None) -> None:
         """Start the connection; it calls ``release`` once when it ends."""
         raise NotImplementedError
 
@@ -478,6 +479,6 @@ class StreamResource(CometResource):
         super().__init__(comet, key, last_event_id, epoch, entrance)
         self.framing = framing
 
-    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
+    def begin(self, request: Request, release: Callable[[], None] | None) -> None:
         """Start the stream; it ends when the client goes away or the daemon stops."""
         HTTPStream(self.comet, self.framing, request, self.key, release).start(self.last_event_id, self.epoch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from twisted.internet.interfaces import IDelayedCall
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from cherrychat.comet.core import Comet, CometResource, set_stream_headers
 from cherrychat.comet.messages import RECONNECT, event_message, opening
@@ -29,7 +29,7 @@ class LongPoll:
 
     transport_name = "longpoll"
 
-    def __init__(self, comet: Comet, request: IRequest, key: str, on_close: Callable[[], None] | None = None):
+    def __init__(self, comet: Comet, request: Request, key: str, on_close: Callable[[], None] | None = None):
         self.comet = comet
         self.request = request
         self.key = key
@@ -96,6 +96,6 @@ class LongPoll:
 class LongPollResource(CometResource):
     """Renders one poll."""
 
-    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
+    def begin(self, request: Request, release: Callable[[], None] | None) -> None:
         """Start the poll; it answers later."""
         LongPoll(self.comet, request, self.key, release).start(self.last_event_id, self.epoch)

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web._websocket_impl import _handleEvent, _WebSocketWireProtocol, serverBootstrap
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from twisted.web.resource import IResource
 from twisted.web.websocket import WebSocketTransport
 from wsproto import ConnectionType
@@ -271,7 +272,7 @@ class WebSocketResource(CometResource):
     """The upgrade of one WebSocket connection: checked, admitted, then handed to a
     :class:`WebSocketStream` that releases the connection's counts when it is lost."""
 
-    def render(self, request: IRequest) -> bytes | int:  # type: ignore[override]
+    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
         """Refuse a malformed handshake (400) before anything is counted; else admit."""
         try:
             self._handshake = check_handshake(request)
@@ -279,7 +280,7 @@ class WebSocketResource(CometResource):
             return render_refusal(request, error)
         return super().render(request)
 
-    def begin(self, request: IRequest, release: Callable[[], None] | None) -> None:
+    def begin(self, request: Request, release: Callable[[], None] | None) -> None:
         """Accept the upgrade and hand the socket to the stream."""
         channel: Any = request.channel  # type: ignore[attr-defined]
         stream = WebSocketStream(self.comet, self.key, self.last_event_id, self.epoch, release, socket_ticket(channel))
