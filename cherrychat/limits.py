@@ -151,6 +151,11 @@ class Limits:
                     return last, True
         return host, False
 
+    def prune(self) -> None:
+        """Forget every bucket that is full again: a storm of sessions leaves no state
+        behind once it is over (the daemon's sweep calls this)."""
+        for limiter in (self.session_rates, self.address_rates, self.new_sessions, self.joins):
+            limiter.prune()
     def client_address(self, request: IRequest) -> str:
         """The client's IP address, seen through a trusted proxy when there is one."""
         return self.client(request)[0]

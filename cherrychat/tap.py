@@ -38,6 +38,8 @@ from cherrychat.web import ChatWeb
 log = Logger()
 
 DEFAULT_LISTEN = "tcp:4700:interface=127.0.0.1"
+#: seconds between sweeps of what departed clients left behind
+SWEEP_INTERVAL = 10.0
 # Each option's default is the one its settings state.
 _COMET = CometSettings()
 
@@ -234,7 +236,7 @@ class CherryChatService(MultiService):
             self.listeners.append(ListenerService(reactor, config["orbit-listen"], orbit, "CherryChat Orbit protocol on", "tcp"))  # type: ignore[arg-type]
         for listener in self.listeners:
             listener.setServiceParent(self)
-        self._sweeper = LoopingCall(self.hub.sweep)
+        self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
 
     def startService(self) -> None:
@@ -247,7 +249,12 @@ class CherryChatService(MultiService):
         self.chat.start()
         super().startService()
         self.comet.start()
-        self._sweeper.start(60, now=False)
+        self._sweeper.start(SWEEP_INTERVAL, now=False)
+
+    def sweep(self) -> None:
+        """Forget what departed clients left: idle hub keys, full rate buckets."""
+        self.hub.sweep()
+        self.web.limits.prune()
 
     def stopService(self) -> Deferred:
         """Stop accepting, send streaming clients away, stop the timers."""
