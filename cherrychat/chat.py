@@ -181,9 +181,7 @@ class ChatRoom:
             self._start_expiry(holder)
         steps = [self._save(holder, since)]
         if newly_joined:
-            announced = self._presence.joined(holder.name)
-            if isinstance(announced, Deferred):
-                steps.append(announced)
+            steps.append(self._presence.joined(holder.name))
 
         def undo(failure: Any) -> Any:
             # Not stored: the join did not happen.
@@ -339,13 +337,13 @@ class ChatRoom:
         )
         return self.membership.member_saved(self.location, holder.name, holder.session, holder.labels, member_since)
 
-    def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred | None:
+    def _publish_presence(self, payload: str, presence: dict[str, Any]) -> Deferred:
         if not any(holder.joined for holder in self._nicknames.values()):
-            return None  # nobody left to tell
+            return succeed(None)  # nobody left to tell
         try:
             publishing = self.hub.broadcast(self.location, payload, presence)
         except Unavailable:
-            return None  # stopping: members are kept, and nobody is told twice after the restart
+            return succeed(None)  # stopping: members are kept, and nobody is told twice after the restart
         # A notice that cannot be stored is not worth failing anything else for.
         publishing.addErrback(lambda _: None)
         return publishing

@@ -12,6 +12,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 #: seconds over which joins and leaves are gathered into one notice
@@ -44,10 +45,11 @@ def presence_payload(joined: list[str], left: list[str], joined_count: int, left
 class PresenceBatcher:
     """Gathers a room's joins and leaves and publishes them as notices.
 
-    @param publish: called with ``(payload, presence)`` for each notice.
+    @param publish: called with ``(payload, presence)`` for each notice; returns a Deferred
+        that fires once the notice is stored.
     """
 
-    def __init__(self, clock: IReactorTime, publish: Callable[[str, dict[str, Any]], object],
+    def __init__(self, clock: IReactorTime, publish: Callable[[str, dict[str, Any]], Deferred],
                  window: float = DEFAULT_WINDOW):
         self.clock = clock
         self.publish = publish
@@ -57,25 +59,26 @@ class PresenceBatcher:
         self._last_sent = float("-inf")
         self._timer: IDelayedCall | None = None
 
-    def joined(self, name: str) -> object:
-        """``name`` joined; returns what publishing returned when the notice went out now."""
+    def joined(self, name: str) -> Deferred:
+        """``name`` joined; fires once the notice that says so is stored when it went out
+        now, at once when it is gathered for later."""
         return self._change(name, True)
 
-    def left(self, name: str) -> object:
-        """``name`` left; returns what publishing returned when the notice went out now."""
+    def left(self, name: str) -> Deferred:
+        """``name`` left; as :meth:`joined`."""
         return self._change(name, False)
 
-    def _change(self, name: str, joined: bool) -> object:
+    def _change(self, name: str, joined: bool) -> Deferred:
         self._changes.setdefault(name, []).append(joined)
         if self._timer is not None:
-            return None
+            return succeed(None)
         wait = self._last_sent + self.window - self.clock.seconds()
         if wait <= 0:
             return self.flush()
         self._timer = self.clock.callLater(wait, self.flush)
-        return None
+        return succeed(None)
 
-    def flush(self) -> object:
+    def flush(self) -> Deferred:
         """Publish what has gathered now, as one notice (nothing when it cancels out)."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -92,7 +95,7 @@ class PresenceBatcher:
             if steps[-1] is True:
                 joined.append(name)
         if not joined and not left:
-            return None
+            return succeed(None)
         self._last_sent = self.clock.seconds()
         presence = {
             "joined": joined[:MAX_NAMES], "left": left[:MAX_NAMES],

@@ -318,9 +318,7 @@ class RedisChatRoom:
                 raise too_many_labels()
             steps = [self._applied(stamp)]
             if code == 1 and stamp:
-                announced = self._presence.joined(name)
-                if isinstance(announced, Deferred):
-                    steps.append(announced)
+                steps.append(self._presence.joined(name))
             return gatherResults(steps, consumeErrors=True).addCallbacks(
                 lambda _: code == 1, lambda failure: failure.value.subFailure
             )
