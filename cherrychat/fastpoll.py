@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, TypeVar
 
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
@@ -32,11 +31,10 @@ from cherrychat import validation
 from cherrychat.chat import ChatRoom, Room
 from cherrychat.comet.core import Comet
 from cherrychat.comet.admission import Entrance
-from cherrychat.comet.longpoll import as_is
-from cherrychat.comet.messages import RECONNECT, event_message, opening
+from cherrychat.comet.longpoll import LongPoll
 from cherrychat.comet.sending import send_now
 from cherrychat.errors import Refused
-from cherrychat.hub import Event, make_key
+from cherrychat.hub import make_key
 from cherrychat.limits import Limits
 from cherrychat.sessions import COOKIE_NAME, session_of
 
@@ -210,52 +208,21 @@ def _text(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:
     return None if value is None else value.decode("utf-8")
 
 
-class FastLongPoll:
-    """One held poll of the fast path: a hub listener until it answers, as
-    :class:`cherrychat.comet.longpoll.LongPoll` is for the regular route."""
+class FastLongPoll(LongPoll):
+    """One held poll of the fast path: :class:`cherrychat.comet.longpoll.LongPoll`, its
+    answer written with the pre-built header block straight to the connection."""
 
-    __slots__ = ("polls", "request", "key", "on_close", "_pending", "_timer", "_answered")
-
-    transport_name = "longpoll"
+    __slots__ = ("polls",)
 
     def __init__(self, polls: FastPolls, request: Any, key: str, on_close: Callable[[], None] | None = None):
+        super().__init__(polls.comet, request, key, on_close)
         self.polls = polls
-        self.request = request
-        self.key = key
-        #: called once when the poll ends, however it ends (uncounts the connection)
-        self.on_close = on_close
-        self._pending: list[bytes] = []
-        self._timer: IDelayedCall | None = None
-        self._answered = False
 
-    def start(self, last_event_id: int | None, epoch: str | None) -> None:
-        """Answer at once when there is something to say, else hold the request."""
-        comet = self.polls.comet
-        subscription = comet.hub.subscribe(self.key, self, last_event_id, epoch)
-        comet.add(self)
-        # A resuming poll carries no ``open``: the client has it from its first poll.
-        self._pending = opening(subscription, comet.hub.epoch, as_is, event_message, announce=last_event_id is None)
-        if self._pending:
-            self._answer()
-        else:
-            self._timer = comet.clock.callLater(comet.settings.heartbeat, self._answer)
+    def _begin(self) -> None:
+        """No headers on the request: the answer carries its own block."""
 
-    def deliver(self, event: Event) -> None:
-        """Answer with the event at once; the next poll collects any that follow it."""
-        if self._answered:
-            return
-        self._pending.append(event_message(event))
-        self.polls.comet.delivered += 1
-        self._answer()
-
-    def tick(self) -> None:
-        """Held polls need no heartbeat of their own: they answer at the heartbeat period."""
-
-    def close_for_restart(self) -> None:
-        """Answer with ``reconnect`` now."""
-        if not self._answered:
-            self._pending.append(RECONNECT)
-            self._answer()
+    def _watch(self) -> None:
+        """The request tells :meth:`connection_lost` itself (see :func:`fast_poll_requests`)."""
 
     def fail(self) -> None:
         """A bug stopped the poll: detach, and answer ``500 internal error`` if nothing
@@ -277,17 +244,12 @@ class FastLongPoll:
         """The client went away while the poll was held."""
         self._detach()
 
-    def _answer(self) -> None:
-        if self._answered:
-            return
-        self._detach()
+    def _respond(self, body: bytes) -> None:
         request = self.request
         if request._disconnected:
             return
-        body = b"[" + b",".join(self._pending) + b"]"
         close = request.responseHeaders.hasHeader(b"connection")  # Connection: close asked for
         data = self.polls.headers.response(body, close)
-        self.polls.comet.bytes_written += len(body)
         # Sent now when the socket takes it (in order: nothing of this connection is
         # waiting), else through the transport's buffer; then the channel goes on with
         # the connection's next request, as after any response.
@@ -295,18 +257,6 @@ class FastLongPoll:
         request.sentLength = len(body)
         send_now(request.channel.transport, data)
         request.finish()
-
-    def _detach(self) -> None:
-        self._answered = True
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        comet = self.polls.comet
-        comet.hub.unsubscribe(self.key, self)
-        comet.remove(self)
-        hook, self.on_close = self.on_close, None
-        if hook is not None:
-            hook()
 
 
 RequestClass = TypeVar("RequestClass", bound=Request)

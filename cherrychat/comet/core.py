@@ -28,9 +28,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.server import Request
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from cherrychat.comet.admission import Admission, Entrance, Ticket, render_refusal
@@ -160,16 +159,34 @@ class QueueingProducer:
     While the client's socket is full (paused), wire bytes wait in a list made on first
     need; past ``max_queued_bytes`` the client is dropped as too slow, and resumes later
     with its last event id. Subclasses write with :meth:`_send_wire` and drop with
-    :meth:`abort`.
+    :meth:`abort`. It also holds what the connection releases when it ends, once:
+    ``on_close`` (its comet count) and its socket's count (:meth:`_release`).
     """
 
-    __slots__ = ("comet", "_paused", "_queue", "_queued_bytes")
+    __slots__ = ("comet", "_paused", "_queue", "_queued_bytes", "on_close", "_socket_ticket")
 
-    def __init__(self, comet: Comet):
+    def __init__(self, comet: Comet, on_close: Callable[[], None] | None = None,
+                 socket_ticket: Ticket | None = None):
         self.comet = comet
         self._paused = False
         self._queue: list[bytes] | None = None
         self._queued_bytes = 0
+        #: called once when the connection ends, however it ends (uncounts it)
+        self.on_close = on_close
+        #: the socket's count, once the connection has taken the socket over from its
+        #: HTTP channel (which then never hears the connection end)
+        self._socket_ticket = socket_ticket
+
+    def _release(self) -> None:
+        """Run ``on_close`` and release the socket's count, each at most once."""
+        hook, self.on_close = self.on_close, None
+        ticket, self._socket_ticket = self._socket_ticket, None
+        try:
+            if hook is not None:
+                hook()
+        finally:
+            if ticket is not None:
+                ticket.release()
 
     def _hold(self, data: bytes) -> None:
         # Called instead of writing while paused.
@@ -213,21 +230,19 @@ class HTTPStream(QueueingProducer):
 
     # Thousands of these are held at once: no per-instance dict.
     __slots__ = (
-        "framing", "request", "key", "on_close", "_written", "_active", "_stalled_ticks", "_closed",
-        "_chunked", "_wire_key", "_socket", "_socket_ticket",
+        "framing", "request", "key", "_written", "_active", "_stalled_ticks", "_closed",
+        "_chunked", "_wire_key", "_socket",
     )
 
     def __init__(
         self, comet: Comet, framing: Framing, request: Request, key: str,
         on_close: Callable[[], None] | None = None,
     ):
-        super().__init__(comet)
+        super().__init__(comet, on_close)
         self.framing = framing
         #: the request until the stream takes its socket over (see :meth:`_take_over`)
         self.request: Request | None = request
         self.key = key
-        #: called once when the stream ends, however it ends
-        self.on_close = on_close
         self._written = 0
         self._active = False
         self._stalled_ticks = 0
@@ -235,8 +250,6 @@ class HTTPStream(QueueingProducer):
         self._chunked = False
         self._wire_key = framing.name
         self._socket: Any = None
-        #: the socket's count, once the stream has taken the socket over
-        self._socket_ticket: Ticket | None = None
 
     @property
     def transport_name(self) -> str:
@@ -255,7 +268,7 @@ class HTTPStream(QueueingProducer):
         if self._socket is None:
             # The client left before the stream began.
             self._closed = True
-            self._close_hook()
+            self._release()
             return
         take_over = plain_tcp(self._socket) and self._socket.protocol is channel
         if take_over:
@@ -406,17 +419,7 @@ class HTTPStream(QueueingProducer):
     def _detach(self) -> None:
         self.comet.hub.unsubscribe(self.key, self)
         self.comet.remove(self)
-        self._close_hook()
-
-    def _close_hook(self) -> None:
-        hook, self.on_close = self.on_close, None
-        ticket, self._socket_ticket = self._socket_ticket, None
-        try:
-            if hook is not None:
-                hook()
-        finally:
-            if ticket is not None:
-                ticket.release()
+        self._release()
 
 
 class CometResource(Resource):

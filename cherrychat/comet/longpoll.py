@@ -27,6 +27,8 @@ def as_is(message: bytes) -> bytes:
 class LongPoll:
     """One held poll: a hub listener until it answers."""
 
+    __slots__ = ("comet", "request", "key", "on_close", "_pending", "_timer", "_answered")
+
     transport_name = "longpoll"
 
     def __init__(self, comet: Comet, request: Request, key: str, on_close: Callable[[], None] | None = None):
@@ -41,10 +43,10 @@ class LongPoll:
 
     def start(self, last_event_id: int | None, epoch: str | None = None) -> None:
         """Answer at once when there is something to say, else hold the request."""
-        set_stream_headers(self.request, CONTENT_TYPE)
+        self._begin()
         subscription = self.comet.hub.subscribe(self.key, self, last_event_id, epoch)
         self.comet.add(self)
-        self.request.notifyFinish().addBoth(lambda _: self._detach())
+        self._watch()
         # A resuming poll carries no ``open``: the client has it from its first poll.
         self._pending = opening(subscription, self.comet.hub.epoch, as_is, event_message,
                                 announce=last_event_id is None)
@@ -53,8 +55,16 @@ class LongPoll:
         else:
             self._timer = self.comet.clock.callLater(self.comet.settings.heartbeat, self._answer)
 
+    def _begin(self) -> None:
+        set_stream_headers(self.request, CONTENT_TYPE)
+
+    def _watch(self) -> None:
+        self.request.notifyFinish().addBoth(lambda _: self._detach())
+
     def deliver(self, event: Event) -> None:
         """Answer with the event at once; the next poll collects any that follow it."""
+        if self._answered:
+            return
         self._pending.append(event_message(event))
         self.comet.delivered += 1
         self._answer()
@@ -64,28 +74,27 @@ class LongPoll:
 
     def close_for_restart(self) -> None:
         """Answer with ``reconnect`` now."""
-        self._pending.append(RECONNECT)
-        self._answer()
+        if not self._answered:
+            self._pending.append(RECONNECT)
+            self._answer()
 
     def _answer(self) -> None:
         if self._answered:
             return
-        self._answered = True
-        self._cancel_timer()
         self._detach()
         body = b"[" + b",".join(self._pending) + b"]"
         self.comet.bytes_written += len(body)
+        self._respond(body)
+
+    def _respond(self, body: bytes) -> None:
         self.request.write(body)
         self.request.finish()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
     def _detach(self) -> None:
-        self._cancel_timer()
         self._answered = True
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         self.comet.hub.unsubscribe(self.key, self)
         self.comet.remove(self)
         hook, self.on_close = self.on_close, None

@@ -102,15 +102,10 @@ class WebSocketStream(QueueingProducer):
         self, comet: Comet, key: str, last_event_id: int | None, epoch: str | None = None,
         on_close: Callable[[], None] | None = None, socket_ticket: Ticket | None = None,
     ):
-        super().__init__(comet)
+        super().__init__(comet, on_close, socket_ticket)
         self.key = key
         self.last_event_id = last_event_id
         self.epoch = epoch
-        #: called once when the connection is lost (the daemon uncounts it)
-        self.on_close = on_close
-        #: the upgraded socket's count: after the upgrade the HTTP channel never hears
-        #: the connection end, so the stream releases it
-        self._socket_ticket = socket_ticket
         self._ws: WebSocketTransport | None = None
         self._awaiting_pong = False
         self._closed = False
@@ -155,14 +150,7 @@ class WebSocketStream(QueueingProducer):
         """Forget the connection and release its counts."""
         self._closed = True
         self._detach()
-        hook, self.on_close = self.on_close, None
-        ticket, self._socket_ticket = self._socket_ticket, None
-        try:
-            if hook is not None:
-                hook()
-        finally:
-            if ticket is not None:
-                ticket.release()
+        self._release()
 
     # -- hub listener ----------------------------------------------------------------
 
