@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.formatting import lookup as _metric, number as _f
 from bench.report_scenarios import chat_line, chat_section, durable_line, durable_section, hostile_line, hostile_section
 
 __all__ = ["chat_line", "durable_line", "hostile_line", "one_line", "write"]
@@ -14,13 +15,6 @@ PEERS = ("nchan", "socketio", "sockjs")
 SCALE_OUT = "cherrychat-redis"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 
-
-def _f(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
 
 
 def one_line(r: dict[str, Any]) -> str:
@@ -52,16 +46,6 @@ def _find(data: dict[str, Any], server: str, transport: str, n: int, idle: bool 
             return r
     return None
 
-
-def _metric(r: dict[str, Any] | None, path: str) -> float | None:
-    if r is None:
-        return None
-    value: Any = r
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def _complete(r: dict[str, Any] | None, scenario: str) -> bool:

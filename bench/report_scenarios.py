@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.formatting import lookup as _get, number as _f
 from bench.hostile import ATTACKS
 
 TARGET_MEMBERS = 10000
@@ -14,21 +15,6 @@ CHAT_SERVERS = ("cherrychat", "cherrychat-redis")
 PEERS = ("nchan", "socketio", "sockjs")
 
 
-def _f(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
-
-
-def _get(r: dict[str, Any] | None, path: str) -> Any:
-    value: Any = r
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def _pair(r: dict[str, Any] | None, path: str) -> str:
