@@ -10,56 +10,21 @@ script), so it loads the daemon's orbited.js like the tutorial's page did.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.e2e.base import BrowserTestCase, localhost
 from tests.e2e.support import WAIT_MS
 
-# The tutorial's chat.html and chat.js, kept as the tutorial wrote them (inline handlers
-# and all), apart from loading orbited.js from the chat's own origin.
+# The tutorial's chat.html with its chat.js (tests/e2e/tutorial/static, as the tutorial wrote
+# them: inline handlers and all), apart from loading orbited.js from the chat's own origin.
+TUTORIAL_JS = (Path(__file__).resolve().parent / "tutorial" / "static" / "chat.js").read_text(encoding="utf-8")
 TUTORIAL_PAGE = """<!DOCTYPE html>
 <html>
   <head>
     <title>CherryChat</title>
     <script src="/static/orbited.js"></script>
     <script>
-ORBITED_PORT = 8000
-
-var ie_nocache = 1;
-
-create_xhr = function() {
-  return window.ActiveXObject ?
-                new ActiveXObject("Microsoft.XMLHTTP") :
-                new XMLHttpRequest();
-}
-
-connect = function() {
-  var name = document.getElementById('nickname').value;
-  Orbited.connect(chat_event, name, "/cherrychat", "0");
-  join(name);
-}
-
-join = function(user) {
-  var xhr = create_xhr();
-  xhr.open("GET", "/join?user=" + user, true);
-  xhr.send(null);
-}
-
-chat_event = function(data) {
-  var chat_box = document.getElementById('box');
-  var div = window.parent.document.createElement('div');
-  div.className = "event";
-  div.innerHTML = data;
-  chat_box.appendChild(div);
-  chat_box.scrollTop = chat_box.scrollHeight;
-}
-
-send_msg = function() {
-  ie_nocache += 1;
-  var xhr = create_xhr();
-  var msg = document.getElementById('chat').value;
-  var name = document.getElementById('nickname').value;
-  xhr.open("GET", "/msg?ie_nocache=" + ie_nocache + "&user=" + name + "&msg=" + msg, true);
-  xhr.send(null);
-}
+{tutorial_js}
     </script>
   </head>
   <body>
@@ -70,7 +35,7 @@ send_msg = function() {
     <input type="submit" value="chat" onclick="send_msg();">
   </body>
 </html>
-"""
+""".replace("{tutorial_js}", TUTORIAL_JS)
 
 TUTORIAL_EVENTS_JS = "() => Array.from(document.querySelectorAll('#box .event'), e => e.textContent)"
 
